@@ -1,0 +1,235 @@
+"""Deep-VRM model classes, composed from transformers' Qwen2.5-VL classes.
+
+    DeepVRMModel                      Qwen2_5_VLModel + `visual_low_level` + the injection layer
+    DeepVRMForConditionalGeneration   the paper's chat interface (`generate()` answers real/fake)
+    DeepVRMForImageClassification     two-way logits from the answer-token rows of `lm_head`
+
+In-memory module names equal the official release's (`model.visual.*`, `model.visual_low_level.*`,
+`model.language_model.*`, `lm_head.*`), so state dicts move between all three classes and the
+official checkpoint unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLModel
+from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+    Qwen2_5_VisionTransformerPretrainedModel,
+    Qwen2_5_VLPreTrainedModel,
+    Qwen2_5_VLTextModel,
+)
+
+from .configuration import DeepVRMConfig
+from .injection import DeepVRMInjectionDecoderLayer, ResidualFusion
+from .loading import DeepVRMLoadingMixin
+
+
+def mm_token_type_ids_from_input_ids(input_ids: torch.Tensor, config) -> torch.Tensor:
+    """Modality of each token (0 text, 1 image, 2 video), as Qwen2.5-VL's processor returns it.
+
+    transformers 5.x computes the 3-D (M-RoPE) positions only when these are passed; the official
+    interface passes just `input_ids`, so we derive them from the placeholder token ids.
+    """
+    types = (input_ids == config.image_token_id).int()
+    return types + 2 * (input_ids == config.video_token_id).int()
+
+
+class DeepVRMPreTrainedModel(DeepVRMLoadingMixin, Qwen2_5_VLPreTrainedModel):
+    config: DeepVRMConfig
+    config_class = DeepVRMConfig
+    base_model_prefix = "model"
+    _no_split_modules = ["Qwen2_5_VLDecoderLayer", "DeepVRMInjectionDecoderLayer", "Qwen2_5_VLVisionBlock"]
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, ResidualFusion) and module.gate is not None:
+            # A zero gate makes a fresh gated model compute exactly what its base model computes.
+            from transformers import initialization as init
+
+            init.zeros_(module.gate)
+
+
+class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
+    def __init__(self, config: DeepVRMConfig):
+        DeepVRMPreTrainedModel.__init__(self, config)
+        self.visual = Qwen2_5_VisionTransformerPretrainedModel._from_config(config.vision_config)
+        # The low-level encoder: same architecture as `visual`, trained (LoRA) for generator artifacts.
+        self.visual_low_level = Qwen2_5_VisionTransformerPretrainedModel._from_config(config.vision_config)
+        self.language_model = Qwen2_5_VLTextModel._from_config(config.text_config)
+        k = config.injection_layer
+        self.language_model.layers[k] = DeepVRMInjectionDecoderLayer(config.text_config, k, config.fusion)
+        self.rope_deltas = None
+        self.post_init()
+        self.copy_visual_to_low_level()
+
+    @torch.no_grad()
+    def copy_visual_to_low_level(self):
+        """Make the low-level encoder an exact copy of the semantic vision tower (how Deep-VRM starts).
+
+        A fresh model does this at construction; checkpoint loading overwrites both towers anyway.
+        """
+        if self.visual.patch_embed.proj.weight.device.type == "meta":
+            return
+        self.visual_low_level.load_state_dict(self.visual.state_dict())
+
+    def get_low_level_image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
+        """Low-level image embeddings `[n_image_tokens, hidden]`, in image-token order."""
+        pixel_values = pixel_values.type(self.visual_low_level.dtype)
+        return self.visual_low_level(pixel_values, grid_thw=image_grid_thw).pooler_output
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.LongTensor | None = None,
+        mm_token_type_ids: torch.IntTensor | None = None,
+        mm_encoder_outputs: dict | None = None,
+        low_level_image_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ):
+        r"""Qwen2.5-VL's forward plus the residual injection.
+
+        low_level_image_embeds (`torch.Tensor` of shape `(n_image_tokens, hidden_size)`, *optional*):
+            Precomputed low-level embeddings; computed from `pixel_values` when those are given.
+        """
+        if mm_token_type_ids is None and input_ids is not None:
+            mm_token_type_ids = mm_token_type_ids_from_input_ids(input_ids, self.config)
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+        if pixel_values is not None:
+            mm_encoder_outputs = dict(mm_encoder_outputs or {})
+            mm_encoder_outputs["image"] = self.get_image_features(pixel_values, image_grid_thw, return_dict=True)
+            if low_level_image_embeds is None:
+                low_level_image_embeds = self.get_low_level_image_features(pixel_values, image_grid_thw)
+        if low_level_image_embeds is not None:
+            image_mask, _ = self.get_placeholder_mask(input_ids, inputs_embeds, image_features=low_level_image_embeds)
+            # Read only by the injection layer; see injection.py.
+            kwargs["low_level_image_embeds"] = low_level_image_embeds
+            kwargs["image_token_mask"] = image_mask[..., 0]
+        return super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            image_grid_thw=image_grid_thw,
+            mm_token_type_ids=mm_token_type_ids,
+            mm_encoder_outputs=mm_encoder_outputs,
+            **kwargs,
+        )
+
+
+class DeepVRMForConditionalGeneration(DeepVRMPreTrainedModel, Qwen2_5_VLForConditionalGeneration):
+    """The paper's chat interface: `generate()` answers "real"/"fake" (or longer text)."""
+
+    def __init__(self, config: DeepVRMConfig):
+        DeepVRMPreTrainedModel.__init__(self, config)
+        self.model = DeepVRMModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
+        # generate() builds 3-D positions only from `mm_token_type_ids`; derive them for callers of the
+        # official interface (input_ids + pixel_values + image_grid_thw) so both styles agree.
+        input_ids = model_kwargs.get("input_ids", inputs_tensor)
+        if model_kwargs.get("mm_token_type_ids") is None and input_ids is not None and input_ids.ndim == 2:
+            model_kwargs["mm_token_type_ids"] = mm_token_type_ids_from_input_ids(input_ids, self.config)
+        return super()._prepare_position_ids_for_generation(inputs_tensor, model_kwargs)
+
+
+class DeepVRMForImageClassification(DeepVRMPreTrainedModel):
+    """Real/fake classification through the language-model head.
+
+    `forward(pixel_values, image_grid_thw)` builds the paper's chat prompt itself (from the prompt
+    ids in the config), runs one forward pass, and scores only the answer tokens at the answer
+    position: `logits[:, i]` is the LM logit of label i's answer token, so `softmax(logits)` equals
+    the chat model's first-token probabilities renormalised over the two answers.
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: DeepVRMConfig):
+        super().__init__(config)
+        self.model = DeepVRMModel(config)
+        # The full LM head is kept so weights move unchanged between the classes; only the answer
+        # tokens' rows are ever multiplied.
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.num_labels = len(config.id2label)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def build_prompt_inputs(self, image_grid_thw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Left-padded chat-prompt ids (one image each) and their attention mask (None without padding)."""
+        config = self.config
+        if not config.has_prompt_ids:
+            raise ValueError(
+                "This model's config has no prompt token ids, so it cannot build its classification prompt. "
+                "Attach a tokenizer once: `DeepVRMProcessor.from_pretrained(path).configure_model(model)` "
+                "(or `model.config.update(prompt_ids_from_tokenizer(...))`), then save the model."
+            )
+        merge = config.vision_config.spatial_merge_size**2
+        counts = (image_grid_thw.prod(-1) // merge).tolist()
+        prefix, suffix = list(config.prompt_prefix_ids), list(config.prompt_suffix_ids)
+        lengths = [len(prefix) + n + len(suffix) for n in counts]
+        longest = max(lengths)
+        pad_id = config.text_config.pad_token_id
+        pad_id = pad_id if pad_id is not None else config.text_config.eos_token_id or 0
+        input_ids = torch.full((len(counts), longest), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(counts), longest), dtype=torch.long)
+        for row, (n, length) in enumerate(zip(counts, lengths)):
+            input_ids[row, longest - length :] = torch.tensor(prefix + [config.image_token_id] * n + suffix)
+            attention_mask[row, longest - length :] = 1
+        device = image_grid_thw.device
+        # Left padding keeps every answer position at -1; no mask at all lets sdpa take its causal fast path.
+        return input_ids.to(device), (None if min(lengths) == longest else attention_mask.to(device))
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        image_grid_thw: torch.LongTensor,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> ImageClassifierOutput:
+        r"""
+        pixel_values (`torch.Tensor` of shape `(n_patches, patch_dim)`): flattened patches of all images,
+            as Qwen2.5-VL's image processor returns them (a leading batch dimension is also accepted).
+        image_grid_thw (`torch.LongTensor` of shape `(batch_size, 3)`): patch grid of each image.
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): label ids; gives a cross-entropy loss.
+        """
+        if pixel_values.ndim == 3:
+            pixel_values = pixel_values.reshape(-1, pixel_values.shape[-1])
+        input_ids, attention_mask = self.build_prompt_inputs(image_grid_thw)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            pixel_values=pixel_values,
+            image_grid_thw=image_grid_thw,
+            use_cache=False,
+            output_hidden_states=output_hidden_states,
+            **kwargs,
+        )
+        answer_states = outputs.last_hidden_state[:, -1]
+        answer_rows = self.lm_head.weight[list(self.config.answer_token_ids)]
+        logits = answer_states @ answer_rows.to(answer_states.dtype).T
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits.float(), labels.to(logits.device).long())
+        return ImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = [
+    "DeepVRMPreTrainedModel",
+    "DeepVRMModel",
+    "DeepVRMForConditionalGeneration",
+    "DeepVRMForImageClassification",
+]
