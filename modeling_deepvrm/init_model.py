@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
@@ -39,3 +40,23 @@ def init_model_folder(
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     return output_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .configuration.presets import preset_names
+
+    parser = argparse.ArgumentParser(prog="deepvrm init", description=__doc__)
+    parser.add_argument("--preset", required=True, choices=preset_names())
+    parser.add_argument("--output", required=True, help="folder to write")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--injection-layer", type=int, default=None)
+    parser.add_argument("--fusion", choices=["mean", "add", "gated"], default=None)
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in {"injection_layer": args.injection_layer, "fusion": args.fusion}.items() if v is not None}
+    if args.preset.startswith("qwen"):
+        parser.error(f"{args.preset} needs Qwen2.5-VL's tokenizer and ~{'35' if '7b' in args.preset else '17'} GB; "
+                     "build it from a real checkpoint with DeepVRMForConditionalGeneration.from_base_model(...) instead.")
+    path = init_model_folder(args.preset, args.output, seed=args.seed, dtype=args.dtype, **overrides)
+    print(f"Wrote a random {args.preset} Deep-VRM model to {path}")
+    return 0

@@ -75,6 +75,7 @@ class DeepVRMProcessor(Qwen2_5_VLProcessor):
         images = images if isinstance(images, (list, tuple)) else [images]
         answers = answers if answers is not None else [None] * len(images)
         texts = [render_prompt(prompt or self.prompt, self.system_prompt, answer) for answer in answers]
+        kwargs.setdefault("padding_side", "left")  # answers are read (or generated) at the last position
         return self(images=list(images), text=texts, padding=True, return_tensors=return_tensors, **kwargs)
 
     def configure_model(self, model_or_config, labels=DEFAULT_LABELS) -> None:

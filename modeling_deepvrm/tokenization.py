@@ -137,8 +137,8 @@ def build_tiny_tokenizer():
         additional_special_tokens=list(QWEN_SPECIAL_TOKENS[1:]),
         chat_template=CHAT_TEMPLATE,
         model_max_length=32768,
+        padding_side="left",  # the answer position is then the last one for every row
     )
-    tokenizer.padding_side = "left"
     return tokenizer
 
 

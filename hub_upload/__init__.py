@@ -1,0 +1,1 @@
+"""How Deep-VRM ships: Hub export (self-contained remote code, model card) and upload."""

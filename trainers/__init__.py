@@ -1,0 +1,1 @@
+"""How Deep-VRM learns: the two-stage recipe through transformers.Trainer and PEFT LoRA."""
