@@ -11,10 +11,12 @@ official checkpoint unchanged.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLModel
-from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
     Qwen2_5_VisionTransformerPretrainedModel,
     Qwen2_5_VLPreTrainedModel,
@@ -24,6 +26,16 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 from .configuration import DeepVRMConfig
 from .injection import DeepVRMInjectionDecoderLayer, ResidualFusion
 from .loading import DeepVRMLoadingMixin
+
+
+@dataclass
+class DeepVRMImageFeatures(BaseModelOutputWithPooling):
+    r"""
+    low_level_pooler_output (`tuple[torch.Tensor]`): the low-level encoder's embeddings, one
+        `[n_image_tokens_i, hidden]` tensor per image (as `pooler_output` for the semantic tower).
+    """
+
+    low_level_pooler_output: tuple[torch.Tensor, ...] | None = None
 
 
 def mm_token_type_ids_from_input_ids(input_ids: torch.Tensor, config) -> torch.Tensor:
@@ -79,6 +91,23 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
         pixel_values = pixel_values.type(self.visual_low_level.dtype)
         return self.visual_low_level(pixel_values, grid_thw=image_grid_thw).pooler_output
 
+    def get_image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.LongTensor | None = None, **kwargs):
+        """Both towers' image embeddings: `pooler_output` (semantic, per image, as Qwen2.5-VL's) and
+        `low_level_pooler_output` (per image). `generate()` encodes images through this method before
+        the prefill, so the low-level embeddings must travel with the semantic ones."""
+        return_dict = kwargs.pop("return_dict", True)
+        semantic = super().get_image_features(pixel_values, image_grid_thw, return_dict=True, **kwargs)
+        split_sizes = (image_grid_thw.prod(-1) // self.visual.spatial_merge_size**2).tolist()
+        low_level = self.get_low_level_image_features(pixel_values, image_grid_thw)
+        outputs = DeepVRMImageFeatures(
+            last_hidden_state=semantic.last_hidden_state,
+            pooler_output=semantic.pooler_output,
+            hidden_states=semantic.hidden_states,
+            attentions=semantic.attentions,
+            low_level_pooler_output=torch.split(low_level, split_sizes),
+        )
+        return outputs if return_dict else outputs.to_tuple()
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -95,7 +124,7 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
         r"""Qwen2.5-VL's forward plus the residual injection.
 
         low_level_image_embeds (`torch.Tensor` of shape `(n_image_tokens, hidden_size)`, *optional*):
-            Precomputed low-level embeddings; computed from `pixel_values` when those are given.
+            Low-level embeddings to inject instead of the low-level tower's (e.g. for ablations).
         """
         if mm_token_type_ids is None and input_ids is not None:
             mm_token_type_ids = mm_token_type_ids_from_input_ids(input_ids, self.config)
@@ -104,9 +133,17 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
         if pixel_values is not None:
             mm_encoder_outputs = dict(mm_encoder_outputs or {})
             mm_encoder_outputs["image"] = self.get_image_features(pixel_values, image_grid_thw, return_dict=True)
-            if low_level_image_embeds is None:
-                low_level_image_embeds = self.get_low_level_image_features(pixel_values, image_grid_thw)
+        image_outputs = (mm_encoder_outputs or {}).get("image")
+        if image_outputs is not None and low_level_image_embeds is None:
+            low_level = getattr(image_outputs, "low_level_pooler_output", None)
+            if low_level is None:
+                raise ValueError(
+                    "Precomputed image features without low-level embeddings: compute them with "
+                    "DeepVRMModel.get_image_features, or pass low_level_image_embeds."
+                )
+            low_level_image_embeds = torch.cat(low_level, dim=0)
         if low_level_image_embeds is not None:
+            low_level_image_embeds = low_level_image_embeds.to(inputs_embeds.device, inputs_embeds.dtype)
             image_mask, _ = self.get_placeholder_mask(input_ids, inputs_embeds, image_features=low_level_image_embeds)
             # Read only by the injection layer; see injection.py.
             kwargs["low_level_image_embeds"] = low_level_image_embeds
@@ -139,6 +176,18 @@ class DeepVRMForConditionalGeneration(DeepVRMPreTrainedModel, Qwen2_5_VLForCondi
         if model_kwargs.get("mm_token_type_ids") is None and input_ids is not None and input_ids.ndim == 2:
             model_kwargs["mm_token_type_ids"] = mm_token_type_ids_from_input_ids(input_ids, self.config)
         return super()._prepare_position_ids_for_generation(inputs_tensor, model_kwargs)
+
+    def _expand_multimodal_outputs(self, input_ids, mm_encoder_output, expand_size=1, inputs_embeds=None):
+        # Beam search / num_return_sequences repeat each sample's image features; repeat the
+        # low-level ones the same way (the expansion depends only on the per-image token counts).
+        image = mm_encoder_output.get("image")
+        low_level = getattr(image, "low_level_pooler_output", None)
+        mm_encoder_output = super()._expand_multimodal_outputs(input_ids, mm_encoder_output, expand_size, inputs_embeds)
+        if low_level is not None and expand_size > 1:
+            shadow = {"image": BaseModelOutputWithPooling(pooler_output=low_level)}
+            shadow = super()._expand_multimodal_outputs(input_ids, shadow, expand_size, inputs_embeds)
+            image.low_level_pooler_output = shadow["image"].pooler_output
+        return mm_encoder_output
 
 
 class DeepVRMForImageClassification(DeepVRMPreTrainedModel):
