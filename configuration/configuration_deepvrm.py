@@ -77,6 +77,13 @@ class DeepVRMConfig(Qwen2_5_VLConfig):
     max_pixels: int = DEFAULT_PIXELS
 
     def __post_init__(self, **kwargs):
+        if self.text_config is None and self.vision_config is None and "hidden_size" not in kwargs:
+            # Qwen2_5_VLConfig()'s own defaults mix a 72B text model with a 7B vision tower; a bare
+            # DeepVRMConfig() is the paper's model, Qwen2.5-VL-7B.
+            from .presets import preset_config_dict
+
+            paper = preset_config_dict("qwen2.5-vl-7b")
+            self.text_config, self.vision_config = paper["text_config"], paper["vision_config"]
         if self.id2label is None:
             self.id2label = dict(enumerate(DEFAULT_LABELS))
         super().__post_init__(**kwargs)
@@ -139,11 +146,18 @@ class DeepVRMConfig(Qwen2_5_VLConfig):
     def from_preset(cls, name: str, **overrides: Any) -> "DeepVRMConfig":
         """A config from a named preset (`"tiny"`, `"small"`, `"qwen2.5-vl-3b"`, `"qwen2.5-vl-7b"`).
 
-        Keyword arguments override top-level fields, e.g. `from_preset("tiny", injection_layer=1)`.
+        Keyword arguments override fields, e.g. `from_preset("tiny", injection_layer=1)`; a dict given
+        for `text_config` or `vision_config` updates the preset's sub-config instead of replacing it.
         """
         from .presets import preset_config_dict
 
-        return cls(**{**preset_config_dict(name), **overrides})
+        config = preset_config_dict(name)
+        for key, value in overrides.items():
+            if key in ("text_config", "vision_config") and isinstance(value, dict):
+                config[key] = {**config[key], **value}
+            else:
+                config[key] = value
+        return cls(**config)
 
     @classmethod
     def from_qwen2_5_vl_config(cls, base: Qwen2_5_VLConfig | dict, **deepvrm_fields: Any) -> "DeepVRMConfig":
@@ -163,7 +177,9 @@ class DeepVRMConfig(Qwen2_5_VLConfig):
         # as Deep-VRM with the official hard-coded settings instead of warning about a type mismatch.
         config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
         if config_dict.get("model_type") == "qwen2_5_vl":
-            config_dict = _official_to_deepvrm_dict(config_dict)
+            # Settings the caller passes (e.g. injection_layer for a smaller backbone) apply before validation.
+            chosen = {k: kwargs[k] for k in ("injection_layer", "fusion") if k in kwargs}
+            config_dict = {**_official_to_deepvrm_dict(config_dict), **chosen}
         return config_dict, kwargs
 
 
