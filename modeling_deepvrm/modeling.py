@@ -23,7 +23,10 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
     Qwen2_5_VLTextModel,
 )
 
+from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids, get_vision_window_index
+
 from .configuration import DeepVRMConfig
+from .fast_vision import use_fast_vision_modules
 from .injection import DeepVRMInjectionDecoderLayer, ResidualFusion
 from .loading import DeepVRMLoadingMixin
 
@@ -72,7 +75,10 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
         self.language_model = Qwen2_5_VLTextModel._from_config(config.text_config)
         k = config.injection_layer
         self.language_model.layers[k] = DeepVRMInjectionDecoderLayer(config.text_config, k, config.fusion)
+        for tower in (self.visual, self.visual_low_level):
+            use_fast_vision_modules(tower)
         self.rope_deltas = None
+        self._vision_plans: dict = {}  # per image grid: rotary positions and attention windows
         self.post_init()
         self.copy_visual_to_low_level()
 
@@ -86,17 +92,41 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
             return
         self.visual_low_level.load_state_dict(self.visual.state_dict())
 
+    def vision_plan(self, image_grid_thw: torch.Tensor) -> dict:
+        """What both towers derive from the image grid alone (rotary positions, window order,
+        attention segments), computed once per distinct grid and passed to each tower as the
+        precomputed kwargs transformers' vision forward accepts."""
+        key = (tuple(image_grid_thw.flatten().tolist()), image_grid_thw.device)
+        plan = self._vision_plans.get(key)
+        if plan is None:
+            vision = self.config.vision_config
+            window_index, cu_window_seqlens = get_vision_window_index(
+                image_grid_thw, vision.spatial_merge_size, vision.window_size, vision.patch_size
+            )
+            plan = {
+                "position_ids": get_vision_position_ids(image_grid_thw, vision.spatial_merge_size),
+                "cu_seqlens": get_vision_cu_seqlens(image_grid_thw),
+                "window_index": window_index,
+                "cu_window_seqlens": cu_window_seqlens,
+            }
+            if len(self._vision_plans) >= 64:  # fixed-budget images have few distinct grids
+                self._vision_plans.pop(next(iter(self._vision_plans)))
+            self._vision_plans[key] = plan
+        return dict(plan)
+
     def get_low_level_image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
         """Low-level image embeddings `[n_image_tokens, hidden]`, in image-token order."""
         pixel_values = pixel_values.type(self.visual_low_level.dtype)
-        return self.visual_low_level(pixel_values, grid_thw=image_grid_thw).pooler_output
+        plan = self.vision_plan(image_grid_thw)
+        return self.visual_low_level(pixel_values, grid_thw=image_grid_thw, **plan).pooler_output
 
     def get_image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.LongTensor | None = None, **kwargs):
         """Both towers' image embeddings: `pooler_output` (semantic, per image, as Qwen2.5-VL's) and
         `low_level_pooler_output` (per image). `generate()` encodes images through this method before
         the prefill, so the low-level embeddings must travel with the semantic ones."""
         return_dict = kwargs.pop("return_dict", True)
-        semantic = super().get_image_features(pixel_values, image_grid_thw, return_dict=True, **kwargs)
+        plan = {**self.vision_plan(image_grid_thw), **kwargs}
+        semantic = super().get_image_features(pixel_values, image_grid_thw, return_dict=True, **plan)
         split_sizes = (image_grid_thw.prod(-1) // self.visual.spatial_merge_size**2).tolist()
         low_level = self.get_low_level_image_features(pixel_values, image_grid_thw)
         outputs = DeepVRMImageFeatures(
