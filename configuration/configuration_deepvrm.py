@@ -62,6 +62,13 @@ class DeepVRMConfig(Qwen2_5_VLConfig):
         from a tokenizer by `DeepVRMProcessor.configure_model` / `set_prompt_ids_from_tokenizer`.
     min_pixels / max_pixels (`int`, default 262144):
         Pixel budget every image is resized to (the paper fixes both to 512x512).
+    low_level_tower (`str`, defaults to `"separate"`):
+        `"separate"`: `visual_low_level` is a full second tower (the official layout).
+        `"shared"`: the low-level encoder is `visual` plus LoRA deltas of rank `low_level_lora_rank`
+        (`visual_low_level_lora.*`), with no second copy of the tower's weights. Convert with
+        `model.share_vision_tower()` / `model.unshare_vision_tower()`.
+    low_level_lora_rank (`int` or `None`):
+        Rank of the shared tower's deltas (required when `low_level_tower="shared"`).
     """
 
     model_type = "deepvrm"
@@ -75,6 +82,8 @@ class DeepVRMConfig(Qwen2_5_VLConfig):
     prompt_suffix_ids: list[int] | None = None
     min_pixels: int = DEFAULT_PIXELS
     max_pixels: int = DEFAULT_PIXELS
+    low_level_tower: str = "separate"
+    low_level_lora_rank: int | None = None
 
     def __post_init__(self, **kwargs):
         if self.text_config is None and self.vision_config is None and "hidden_size" not in kwargs:
@@ -126,6 +135,10 @@ class DeepVRMConfig(Qwen2_5_VLConfig):
                 raise ValueError(f"{name} must be token ids in 0..{vocab_size - 1}.")
         if (self.prompt_prefix_ids is None) != (self.prompt_suffix_ids is None):
             raise ValueError("prompt_prefix_ids and prompt_suffix_ids must be set together.")
+        if self.low_level_tower not in ("separate", "shared"):
+            raise ValueError(f"low_level_tower must be 'separate' or 'shared', got {self.low_level_tower!r}.")
+        if self.low_level_tower == "shared" and not (isinstance(self.low_level_lora_rank, int) and self.low_level_lora_rank >= 1):
+            raise ValueError("low_level_tower='shared' needs low_level_lora_rank >= 1.")
         unit = self.vision_config.patch_size * self.vision_config.spatial_merge_size
         if not unit * unit <= self.min_pixels <= self.max_pixels:
             raise ValueError(

@@ -26,6 +26,7 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids, get_vision_window_index
 
 from .configuration import DeepVRMConfig
+from . import shared_tower
 from .fast_vision import use_fast_vision_modules
 from .injection import DeepVRMInjectionDecoderLayer, ResidualFusion
 from .loading import DeepVRMLoadingMixin
@@ -59,23 +60,42 @@ class DeepVRMPreTrainedModel(DeepVRMLoadingMixin, Qwen2_5_VLPreTrainedModel):
 
     def _init_weights(self, module):
         super()._init_weights(module)
+        from transformers import initialization as init
+
         if isinstance(module, ResidualFusion) and module.gate is not None:
             # A zero gate makes a fresh gated model compute exactly what its base model computes.
-            from transformers import initialization as init
-
             init.zeros_(module.gate)
+        if isinstance(module, shared_tower.LoRADelta):
+            # A zero B makes a fresh shared low-level encoder an exact copy of `visual`.
+            init.kaiming_uniform_(module.lora_A, a=5**0.5)
+            init.zeros_(module.lora_B)
+
+    def share_vision_tower(self, rank: int | None = None):
+        """Switch to the shared-tower form (see shared_tower.py); exact. Returns self."""
+        self.base_model.to_shared_tower(rank)
+        return self
+
+    def unshare_vision_tower(self):
+        """Switch to the separate-tower (official) form; exact. Returns self."""
+        self.base_model.to_separate_tower()
+        return self
 
 
 class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
     def __init__(self, config: DeepVRMConfig):
         DeepVRMPreTrainedModel.__init__(self, config)
         self.visual = Qwen2_5_VisionTransformerPretrainedModel._from_config(config.vision_config)
-        # The low-level encoder: same architecture as `visual`, trained (LoRA) for generator artifacts.
-        self.visual_low_level = Qwen2_5_VisionTransformerPretrainedModel._from_config(config.vision_config)
+        # The low-level encoder: same architecture as `visual`, trained (LoRA) for generator artifacts;
+        # a second tower (official layout) or `visual` plus LoRA deltas (shared_tower.py).
+        if config.low_level_tower == "separate":
+            self.visual_low_level = Qwen2_5_VisionTransformerPretrainedModel._from_config(config.vision_config)
+        else:
+            self.visual_low_level_lora = shared_tower.build_lora_tree(self.visual, config.low_level_lora_rank)
+            shared_tower.attach(self.visual, self.visual_low_level_lora)
         self.language_model = Qwen2_5_VLTextModel._from_config(config.text_config)
         k = config.injection_layer
         self.language_model.layers[k] = DeepVRMInjectionDecoderLayer(config.text_config, k, config.fusion)
-        for tower in (self.visual, self.visual_low_level):
+        for tower in self.vision_towers:
             use_fast_vision_modules(tower)
         self.rope_deltas = None
         self._vision_plans: dict = {}  # per image grid: rotary positions and attention windows
@@ -88,9 +108,41 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
 
         A fresh model does this at construction; checkpoint loading overwrites both towers anyway.
         """
-        if self.visual.patch_embed.proj.weight.device.type == "meta":
+        if self.shares_vision_tower or self.visual.patch_embed.proj.weight.device.type == "meta":
             return
         self.visual_low_level.load_state_dict(self.visual.state_dict())
+
+    @property
+    def shares_vision_tower(self) -> bool:
+        return self.config.low_level_tower == "shared"
+
+    @property
+    def vision_towers(self) -> list:
+        return [self.visual] if self.shares_vision_tower else [self.visual, self.visual_low_level]
+
+    def to_shared_tower(self, rank: int | None = None) -> None:
+        if self.shares_vision_tower:
+            return
+        rank, factors = shared_tower.factorise_low_level_tower(self.visual, self.visual_low_level, rank)
+        lora = shared_tower.build_lora_tree(self.visual, rank)
+        dtype, device = self.visual.dtype, self.visual.device
+        with torch.no_grad():
+            for name, (a, b) in factors.items():
+                delta = lora.get_submodule(name)
+                delta.lora_A = nn.Parameter(a.to(device, dtype))
+                delta.lora_B = nn.Parameter(b.to(device, dtype))
+        del self.visual_low_level
+        self.visual_low_level_lora = lora
+        shared_tower.attach(self.visual, lora)
+        self.config.low_level_tower, self.config.low_level_lora_rank = "shared", rank
+
+    def to_separate_tower(self) -> None:
+        if not self.shares_vision_tower:
+            return
+        self.visual_low_level = shared_tower.merged_low_level_tower(self.visual, self.visual_low_level_lora)
+        shared_tower.detach(self.visual)
+        del self.visual_low_level_lora
+        self.config.low_level_tower, self.config.low_level_lora_rank = "separate", None
 
     def vision_plan(self, image_grid_thw: torch.Tensor) -> dict:
         """What both towers derive from the image grid alone (rotary positions, window order,
@@ -116,8 +168,11 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
 
     def get_low_level_image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
         """Low-level image embeddings `[n_image_tokens, hidden]`, in image-token order."""
-        pixel_values = pixel_values.type(self.visual_low_level.dtype)
         plan = self.vision_plan(image_grid_thw)
+        if self.shares_vision_tower:
+            with shared_tower.low_level_active(self.visual_low_level_lora):
+                return self.visual(pixel_values.type(self.visual.dtype), grid_thw=image_grid_thw, **plan).pooler_output
+        pixel_values = pixel_values.type(self.visual_low_level.dtype)
         return self.visual_low_level(pixel_values, grid_thw=image_grid_thw, **plan).pooler_output
 
     def get_image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.LongTensor | None = None, **kwargs):
