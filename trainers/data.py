@@ -34,7 +34,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif"})
+from deepvrm.image_io import IMAGE_EXTENSIONS  # the extensions `deepvrm detect` looks for in folders
 
 # Folder names that carry a label (compared lower-case, with "-" and " " read as "_").
 REAL_FOLDERS = frozenset({"real", "0_real", "nature", "natural", "reals", "authentic", "genuine", "0"})
@@ -413,32 +413,39 @@ def load_dataset_source(source, image_column: str = "image", label_column: str =
 
 
 def load_image(entry, index: int | None = None):
-    """Decode one dataset image entry ({"path", "bytes"}, a path or a PIL image) to an RGB PIL image.
+    """Decode one dataset image entry ({"path", "bytes"}, a path or a PIL image) to an RGB PIL image,
+    as `deepvrm detect` opens images (upright, any mode to RGB, extreme aspect ratios padded).
 
     Raises `ImageReadError` naming the file (or the sample) and the reason.
     """
     import io
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    if isinstance(entry, Image.Image):
-        return entry.convert("RGB") if entry.mode != "RGB" else entry
+    from deepvrm.image_io import ImageError, fit_aspect_ratio, open_image, to_rgb
+
     if isinstance(entry, (str, Path)):
         entry = {"path": str(entry), "bytes": None}
-    where = entry.get("path") or f"sample {index}"
     try:
-        source = io.BytesIO(entry["bytes"]) if entry.get("bytes") else entry["path"]
-        with Image.open(source) as image:
-            image.load()
-            return image.convert("RGB")
-    except FileNotFoundError as error:
-        raise ImageReadError(f"{where}: no such file.") from error
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ImageReadError(f"{where}: cannot read the image ({type(error).__name__}: {error}).") from error
+        if isinstance(entry, Image.Image):
+            image = to_rgb(entry)
+        elif entry.get("bytes"):
+            where = entry.get("path") or f"sample {index}"
+            try:
+                with Image.open(io.BytesIO(entry["bytes"])) as raw:
+                    raw.load()
+                    image = to_rgb(raw)
+            except Exception as error:  # noqa: BLE001 - any decoder failure is this sample's error
+                raise ImageError(where, f"cannot decode the image bytes ({type(error).__name__}: {error})") from None
+        else:
+            image = open_image(entry["path"])
+        return fit_aspect_ratio(image)
+    except ImageError as error:
+        raise ImageReadError(str(error)) from None
 
 
 class ImageReadError(ValueError):
-    """An image file that cannot be decoded (the message names the file)."""
+    """An image that cannot be decoded; the message is "<file>: <reason>"."""
 
 
 __all__ = [

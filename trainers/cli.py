@@ -1,0 +1,106 @@
+"""`deepvrm train`: one stage of the paper's recipe with the HF Trainer.
+
+    deepvrm train --stage {1,2} --model PRESET_OR_PATH --train-data PATH... [--eval-data PATH...]
+                  --output-dir DIR [--recipe NAME_OR_YAML] [recipe keys] [TrainingArguments flags]
+    deepvrm train --stage 2 --model qwen2.5-vl-7b --dry-run
+
+Options come from three places, later ones winning: the dataclass defaults, the recipe (default
+`stage<N>`, see configuration/recipes/), the command line. Every option has a dash and an
+underscore spelling (`--train-data`, `--train_data`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+logger = logging.getLogger("deepvrm.trainers")
+
+
+def _parser():
+    from transformers import HfArgumentParser, TrainingArguments
+
+    from .train import DataArguments, ModelArguments, RecipeArguments
+
+    parser = HfArgumentParser(
+        (ModelArguments, DataArguments, RecipeArguments, TrainingArguments),
+        prog="deepvrm train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def _given(argv: list[str]) -> set[str]:
+    """Option names (underscore spelling) given on the command line."""
+    names = set()
+    for arg in argv:
+        if arg.startswith("--"):
+            name = arg[2:].split("=", 1)[0].replace("-", "_")
+            names.add(name[3:] if name.startswith("no_") else name)
+    return names
+
+
+def parse_args(argv: list[str]):
+    """(model, data, recipe, training) arguments: dataclass defaults < recipe < command line."""
+    import torch
+
+    from .recipes import load_recipe
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe")
+    pre.add_argument("--stage", type=int)
+    known, _ = pre.parse_known_args(argv)
+    parser = _parser()
+    recipe_name = known.recipe or (f"stage{known.stage}" if known.stage in (1, 2) else None)
+    given = _given(argv)
+    recipe = load_recipe(recipe_name) if recipe_name else {}
+    if recipe:
+        options = {action.dest for action in parser._actions}
+        unknown = sorted(set(recipe) - options)
+        if unknown:
+            raise ValueError(f"Recipe {recipe_name}: unknown keys {unknown} (not deepvrm train options nor TrainingArguments fields).")
+        if known.stage is not None and recipe.get("stage") not in (None, known.stage):
+            raise ValueError(f"Recipe {recipe_name} is for stage {recipe['stage']}, but --stage {known.stage} was given.")
+        if recipe.get("bf16") and "bf16" not in given and not torch.cuda.is_available():
+            logger.warning("No GPU: training in float32 (the recipe's bf16 needs a GPU; --bf16 forces it).")
+            recipe["bf16"] = False
+        parser.set_defaults(**recipe)
+    model_args, data_args, recipe_args, training_args = parser.parse_args_into_dataclasses(argv)
+    recipe_args.recipe = recipe_name
+    if model_args.stage is None:
+        parser.error("--stage is required (1 or 2), directly or through --recipe.")
+    if model_args.model is None:
+        parser.error("--model is required (a preset name, a model folder or a Hub id).")
+    if training_args.gradient_checkpointing and not training_args.gradient_checkpointing_kwargs:
+        # Non-reentrant checkpointing works with frozen inputs (LoRA) without enable_input_require_grads.
+        training_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
+    if recipe_args.global_batch_size and "gradient_accumulation_steps" not in given:
+        per_step = training_args.per_device_train_batch_size * max(1, training_args.world_size)
+        steps = max(1, round(recipe_args.global_batch_size / per_step))
+        if steps * per_step != recipe_args.global_batch_size:
+            logger.warning(
+                "Global batch %d is not a multiple of %d (per-device batch x devices): using %d.",
+                recipe_args.global_batch_size, per_step, steps * per_step,
+            )
+        training_args.gradient_accumulation_steps = steps
+    return model_args, data_args, recipe_args, training_args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .train import train
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        model_args, data_args, recipe_args, training_args = parse_args(argv)
+        train(model_args, data_args, recipe_args, training_args)
+    except ValueError as error:
+        print(f"deepvrm train: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

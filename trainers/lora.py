@@ -1,0 +1,99 @@
+"""Which linear layers get LoRA, by name of the model part ("target"), as the recipes say.
+
+Targets (names relative to `Qwen2_5_VLForConditionalGeneration` / `DeepVRMFor*`):
+
+    language_model                  every linear of every decoder layer (q, k, v, o, gate, up, down)
+    language_model_from_injection   the same, for decoder layers injection_layer .. N-1 only
+    visual_low_level                every linear of the low-level encoder: each block's qkv, proj,
+                                    gate_proj, up_proj, down_proj, and the merger's mlp.0 / mlp.2
+    visual                          the same for the semantic vision tower (not in the paper)
+
+`lora_target_regex` turns targets into one regular expression for `LoraConfig(target_modules=...)`
+(PEFT full-matches it against module names), and checks that it selects exactly every
+`nn.Linear` inside those parts, so a model whose layers differ fails here, not silently later.
+"""
+
+from __future__ import annotations
+
+import re
+
+from torch import nn
+
+TARGETS = ("language_model", "language_model_from_injection", "visual_low_level", "visual")
+
+_LM_LINEARS = r"(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+_TOWER_LINEARS = r"(blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(gate|up|down)_proj)|merger\.mlp\.(0|2))"
+
+
+def _layer_indices(model, target: str) -> list[int]:
+    config = model.config
+    text_config = getattr(config, "text_config", config)
+    n = text_config.num_hidden_layers
+    if target == "language_model":
+        return list(range(n))
+    injection_layer = getattr(config, "injection_layer", None)
+    if injection_layer is None:
+        raise ValueError(f"LoRA target {target!r} needs a Deep-VRM model (its config has no injection_layer).")
+    return list(range(injection_layer, n))
+
+
+def _part(model, target: str) -> tuple[str, str, nn.Module]:
+    """(name prefix, regex, scope predicate) of a target."""
+    if target in ("language_model", "language_model_from_injection"):
+        layers = "|".join(str(i) for i in _layer_indices(model, target))
+        return "model.language_model.layers.", rf"model\.language_model\.layers\.({layers})\.{_LM_LINEARS}", layers
+    if target in ("visual_low_level", "visual"):
+        return f"model.{target}.", rf"model\.{target}\.{_TOWER_LINEARS}", None
+    raise ValueError(f"Unknown LoRA target {target!r}; choose from {TARGETS}.")
+
+
+def lora_target_regex(model: nn.Module, targets: list[str] | tuple[str, ...]) -> str:
+    """One regex selecting exactly every linear layer of the given targets (checked on `model`)."""
+    if not targets:
+        raise ValueError("No LoRA targets given.")
+    linear_names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    patterns = []
+    for target in targets:
+        prefix, pattern, layers = _part(model, target)
+        if not any(name.startswith(prefix) for name in linear_names):
+            raise ValueError(f"LoRA target {target!r}: the model has no {prefix.rstrip('.')} (is it a Deep-VRM model?).")
+        compiled = re.compile(pattern)
+        selected = {n for n in linear_names if compiled.fullmatch(n)}
+        if layers is not None:
+            keep = set(layers.split("|"))
+            expected = {n for n in linear_names if n.startswith(prefix) and n[len(prefix) :].split(".")[0] in keep}
+        else:
+            expected = {n for n in linear_names if n.startswith(prefix)}
+        if selected != expected:
+            missed = sorted(expected - selected)[:5]
+            raise ValueError(f"LoRA target {target!r} does not cover every linear layer of its part (missed: {missed}).")
+        patterns.append(pattern)
+    return "|".join(f"({p})" for p in patterns) if len(patterns) > 1 else patterns[0]
+
+
+def lora_config(model: nn.Module, targets, r: int, alpha: int, dropout: float = 0.0, **kwargs):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=lora_target_regex(model, targets),
+        bias="none",
+        **kwargs,
+    )
+
+
+def apply_lora(model: nn.Module, targets, r: int, alpha: int, dropout: float = 0.0, extra_trainable=()):
+    """Wrap `model` with LoRA on `targets`; everything else is frozen except parameters whose name
+    ends with one of `extra_trainable` (e.g. the gated fusion's `fusion.gate`)."""
+    from peft import get_peft_model
+
+    peft_model = get_peft_model(model, lora_config(model, targets, r, alpha, dropout))
+    for name, param in peft_model.named_parameters():
+        if any(name.endswith(suffix) for suffix in extra_trainable):
+            param.requires_grad_(True)
+    return peft_model
+
+
+__all__ = ["TARGETS", "lora_target_regex", "lora_config", "apply_lora"]

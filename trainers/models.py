@@ -1,0 +1,231 @@
+"""Building the model each stage starts from, and its processor.
+
+`--model` may be
+
+- a preset name (`tiny`, `small`: random weights, for tests and demos; `qwen2.5-vl-3b/7b`: the shape
+  only, built on the meta device, for `--dry-run`);
+- a Qwen2.5-VL folder or Hub id (e.g. `Qwen/Qwen2.5-VL-7B-Instruct`, or a stage-1 output);
+- a Deep-VRM folder (ours, or the official release's layout);
+- an adapter folder written by `deepvrm train --save-adapter-only` (its base is rebuilt and the
+  adapter merged).
+
+Stage 1 trains the stock base (`Qwen2_5_VLForConditionalGeneration`; a Deep-VRM folder gives up its
+low-level tower). Stage 2 trains Deep-VRM built from it: `from_base_model` copies `visual` into
+`visual_low_level`; a Deep-VRM folder is used as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from deepvrm.configuration import DeepVRMConfig, preset_names
+
+logger = logging.getLogger(__name__)
+
+TRAINING_INFO = "deepvrm_training.json"  # what an adapter-only folder needs to be rebuilt
+# Deep-VRM fields a stock Qwen2.5-VL config keeps as extra attributes, so that stage 2 finds them
+# (pixel budget, prompt and answer ids); the others (injection layer, fusion, ...) describe the
+# architecture and are dropped.
+_CARRIED = ("min_pixels", "max_pixels", "prompt", "system_prompt", "answer_token_ids", "prompt_prefix_ids", "prompt_suffix_ids")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def is_preset(name: str) -> bool:
+    return name in preset_names() and not Path(name).exists()
+
+
+def stock_config(config: DeepVRMConfig):
+    """The plain Qwen2.5-VL config of a Deep-VRM config (the stage-1 model's)."""
+    from transformers import Qwen2_5_VLConfig
+
+    stock_fields = set(Qwen2_5_VLConfig().to_dict())
+    drop = {"auto_map", "model_type", "architectures"} | (set(DeepVRMConfig().to_dict()) - stock_fields - set(_CARRIED))
+    return Qwen2_5_VLConfig(**{k: v for k, v in config.to_dict().items() if k not in drop})
+
+
+def _config_dict(path: str) -> dict:
+    from transformers import PretrainedConfig
+
+    config_dict, _ = PretrainedConfig.get_config_dict(path)
+    return config_dict
+
+
+def model_kind(path: str) -> str:
+    """"preset", "adapter", "deepvrm" or "qwen2_5_vl"."""
+    if is_preset(path):
+        return "preset"
+    local = Path(path).expanduser()
+    if local.is_dir() and (local / "adapter_config.json").exists() and not (local / "config.json").exists():
+        return "adapter"
+    if local.exists() and not (local / "config.json").exists():
+        raise ValueError(f"{path}: no config.json (not a model folder) and no adapter_config.json.")
+    model_type = _config_dict(path).get("model_type")
+    if model_type in ("deepvrm", "qwen2_5_vl"):
+        return model_type
+    raise ValueError(f"{path}: a {model_type!r} model; Deep-VRM trains Qwen2.5-VL models (qwen2_5_vl or deepvrm).")
+
+
+def _dtype(dtype: str | torch.dtype | None):
+    if dtype in (None, "auto"):
+        return "auto"
+    return DTYPES[dtype] if isinstance(dtype, str) else dtype
+
+
+def load_stage1_model(path: str, dtype="auto", meta: bool = False, attn_implementation: str | None = None):
+    """The stock Qwen2.5-VL model stage 1 trains."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    kind = model_kind(path)
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    if kind == "preset":
+        config = stock_config(DeepVRMConfig.from_preset(path))
+        if attn_implementation:
+            config._attn_implementation = attn_implementation
+        if meta:
+            with torch.device("meta"):
+                return Qwen2_5_VLForConditionalGeneration(config)
+        _refuse_random_large(path)
+        return Qwen2_5_VLForConditionalGeneration(config).to(_float_dtype(dtype))
+    if kind == "adapter":
+        return load_adapter_folder(path, dtype=dtype)
+    if kind == "deepvrm":
+        # Its base: everything but the low-level tower (and the gate of gated fusion).
+        config = stock_config(DeepVRMConfig.from_pretrained(path))
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, config=config, dtype=_dtype(dtype), **kwargs)
+        return model
+    return Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=_dtype(dtype), **kwargs)
+
+
+def load_stage2_model(
+    path: str,
+    objective: str = "lm",
+    injection_layer: int | None = None,
+    fusion: str | None = None,
+    dtype="auto",
+    meta: bool = False,
+    attn_implementation: str | None = None,
+):
+    """The Deep-VRM model stage 2 trains (`DeepVRMForConditionalGeneration`, or
+    `DeepVRMForImageClassification` for the classification objective)."""
+    from deepvrm import DeepVRMForConditionalGeneration, DeepVRMForImageClassification
+
+    cls = DeepVRMForImageClassification if objective == "classification" else DeepVRMForConditionalGeneration
+    overrides = {k: v for k, v in {"injection_layer": injection_layer, "fusion": fusion}.items() if v is not None}
+    kind = model_kind(path)
+    if kind == "preset":
+        config = DeepVRMConfig.from_preset(path, **overrides)
+        if attn_implementation:
+            config._attn_implementation = attn_implementation
+        if meta:
+            with torch.device("meta"):
+                return cls(config)
+        _refuse_random_large(path)
+        return cls(config).to(_float_dtype(dtype))
+    if kind == "deepvrm":
+        kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        if overrides:
+            kwargs["config"] = DeepVRMConfig.from_pretrained(path, **overrides)
+        model = cls.from_pretrained(path, dtype=_dtype(dtype), **kwargs)
+        if model.model.shares_vision_tower:
+            model.model.to_separate_tower()  # exact; the recipe's LoRA targets the separate tower
+        return model
+    # A Qwen2.5-VL model (stage 1's output, a Hub base or a stage-1 adapter): build Deep-VRM from it.
+    base = load_adapter_folder(path, dtype=dtype) if kind == "adapter" else load_stage1_model(
+        path, dtype=dtype, attn_implementation=attn_implementation
+    )
+    if not isinstance(base, (DeepVRMForConditionalGeneration, DeepVRMForImageClassification)):
+        model = cls.from_base_model(base, injection_layer=injection_layer, fusion=fusion or "mean")
+        if not model.config.has_prompt_ids and kind != "adapter":
+            _fill_prompt_ids(model.config, path)
+        return model
+    return base
+
+
+def _fill_prompt_ids(config, path):
+    try:
+        processor = load_processor(path, config)
+        processor.configure_model(config)
+    except Exception as error:  # noqa: BLE001
+        logger.warning("No prompt ids for %s: %s", path, error)
+
+
+def _float_dtype(dtype):
+    dtype = _dtype(dtype)
+    return torch.float32 if dtype == "auto" else dtype
+
+
+def _refuse_random_large(name: str):
+    if name.startswith("qwen"):
+        raise ValueError(
+            f"The {name} preset is a shape without weights: train from a checkpoint instead "
+            f"(e.g. --model Qwen/Qwen2.5-VL-{'7' if '7b' in name else '3'}B-Instruct), or use --dry-run."
+        )
+
+
+def load_processor(path: str, config=None):
+    """The processor for a model: its folder's DeepVRM processor when it has one, else Deep-VRM's
+    processor (the config's fixed pixel budget) around the folder's tokenizer."""
+    from deepvrm import DeepVRMProcessor
+    from deepvrm.init_model import build_processor
+
+    if is_preset(path):
+        return build_processor(DeepVRMConfig.from_preset(path))
+    local = Path(path).expanduser()
+    processor_config = local / "processor_config.json"
+    if processor_config.exists() and json.loads(processor_config.read_text()).get("processor_class") == "DeepVRMProcessor":
+        return DeepVRMProcessor.from_pretrained(path)
+    if (local / TRAINING_INFO).exists():
+        base = json.loads((local / TRAINING_INFO).read_text())["base_model"]
+        return load_processor(base, config)
+    from transformers import AutoTokenizer
+
+    if config is None:
+        config = DeepVRMConfig.from_pretrained(path)
+    elif not isinstance(config, DeepVRMConfig):
+        config = DeepVRMConfig.from_qwen2_5_vl_config(config)
+    return build_processor(config, tokenizer=AutoTokenizer.from_pretrained(path))
+
+
+def load_adapter_folder(path: str, dtype="auto"):
+    """The merged model of a `--save-adapter-only` folder (its base rebuilt as in training)."""
+    from peft import PeftModel
+
+    info_file = Path(path) / TRAINING_INFO
+    if not info_file.exists():
+        raise ValueError(f"{path}: an adapter folder without {TRAINING_INFO}; was it written by `deepvrm train`?")
+    info = json.loads(info_file.read_text())
+    if is_preset(info["base_model"]):
+        from transformers import set_seed
+
+        set_seed(info.get("seed", 42))  # a preset's random weights, as training drew them
+    if info["stage"] == 1:
+        base = load_stage1_model(info["base_model"], dtype=dtype)
+    else:
+        base = load_stage2_model(
+            info["base_model"],
+            objective=info.get("objective", "lm"),
+            injection_layer=info.get("injection_layer"),
+            fusion=info.get("fusion"),
+            dtype=dtype,
+        )
+    return PeftModel.from_pretrained(base, path).merge_and_unload()
+
+
+def write_training_info(output_dir: str | os.PathLike, **info) -> None:
+    Path(output_dir, TRAINING_INFO).write_text(json.dumps(info, indent=2, default=str) + "\n")
+
+
+__all__ = [
+    "is_preset",
+    "model_kind",
+    "stock_config",
+    "load_stage1_model",
+    "load_stage2_model",
+    "load_processor",
+    "load_adapter_folder",
+]

@@ -1,0 +1,280 @@
+"""The two-stage recipe end to end: build the model, apply LoRA, feed the data, run the Trainer, save.
+
+    from deepvrm.trainers.train import ModelArguments, DataArguments, RecipeArguments, train
+    train(ModelArguments(stage=2, model="stage1"), DataArguments(train_data=["d2.json"]),
+          RecipeArguments(**load_recipe("stage2")), TrainingArguments(output_dir="stage2", ...))
+
+`deepvrm train` (trainers/cli.py) parses these dataclasses with `HfArgumentParser` on top of a recipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    model: str | None = field(
+        default=None,
+        metadata={"help": "Preset name (tiny, small; qwen2.5-vl-3b/7b for --dry-run), Qwen2.5-VL or Deep-VRM "
+                  "folder or Hub id, or a --save-adapter-only folder. Stage 1: the base model; stage 2: stage 1's output."},
+    )
+    stage: int | None = field(default=None, metadata={"help": "1 (semantic alignment) or 2 (artifact-aware refinement).", "choices": [1, 2]})
+    dtype: str = field(default="auto", metadata={"help": "Weights' dtype: auto (the checkpoint's), float32, bfloat16, float16."})
+    injection_layer: int | None = field(default=None, metadata={"help": "Stage 2: the decoder layer receiving the low-level residual (default: the model's)."})
+    fusion: str | None = field(default=None, metadata={"help": "Stage 2: mean (paper), add or gated (default: the model's)."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "e.g. sdpa, flash_attention_2, eager."})
+
+
+@dataclass
+class DataArguments:
+    train_data: list[str] = field(
+        default_factory=list,
+        metadata={"help": "JSON/JSONL files (official format), image folders (real/ fake/), or datasets save_to_disk folders."},
+    )
+    eval_data: list[str] = field(default_factory=list, metadata={"help": "Evaluation sets, each evaluated (and reported) on its own."})
+    image_column: str = field(default="image", metadata={"help": "Image column of `datasets` folders."})
+    label_column: str = field(default="label", metadata={"help": "Label column of `datasets` folders."})
+    eval_by_subset: bool = field(default=True, metadata={"help": "Report nested generator folders (DIR/<generator>/{real,fake}) separately."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training samples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N samples of each evaluation set."})
+
+
+@dataclass
+class RecipeArguments:
+    recipe: str | None = field(default=None, metadata={"help": "Recipe name (stage1, stage2) or YAML path; default: stage<N>."})
+    objective: str = field(default="lm", metadata={"help": "lm: loss on the answer tokens (paper); classification: CE over the two answer tokens (stage 2).", "choices": ["lm", "classification"]})
+    lora_targets: list[str] = field(default_factory=lambda: ["language_model"], metadata={"help": "language_model, language_model_from_injection, visual_low_level, visual."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scale alpha/r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    merger_learning_rate: float | None = field(default=None, metadata={"help": "Learning rate of trainable merger parameters (default: learning_rate)."})
+    global_batch_size: int | None = field(default=None, metadata={"help": "Derive gradient accumulation so that per-device batch x devices x accumulation = this (0/None: off)."})
+    save_adapter_only: bool = field(default=False, metadata={"help": "Save the LoRA adapter (and the training config) instead of the merged model."})
+    dry_run: bool = field(default=False, metadata={"help": "Build the model (meta device for presets), apply LoRA, print the trainable parameters, exit."})
+
+
+def build_peft_model(model_args: ModelArguments, recipe: RecipeArguments, meta: bool = False):
+    """The stage's model with the recipe's LoRA applied (a `peft.PeftModel`)."""
+    from .lora import apply_lora
+    from .models import load_stage1_model, load_stage2_model
+
+    if model_args.stage == 1:
+        if recipe.objective != "lm":
+            raise ValueError("Stage 1 trains the stock chat model: objective must be 'lm'.")
+        model = load_stage1_model(model_args.model, dtype=model_args.dtype, meta=meta, attn_implementation=model_args.attn_implementation)
+    elif model_args.stage == 2:
+        model = load_stage2_model(
+            model_args.model,
+            objective=recipe.objective,
+            injection_layer=model_args.injection_layer,
+            fusion=model_args.fusion,
+            dtype=model_args.dtype,
+            meta=meta,
+            attn_implementation=model_args.attn_implementation,
+        )
+    else:
+        raise ValueError(f"--stage must be 1 or 2, got {model_args.stage!r}.")
+    extra = ("fusion.gate",) if getattr(model.config, "fusion", None) == "gated" else ()
+    if meta:
+        with torch.device("meta"):
+            return apply_lora(model, recipe.lora_targets, recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout, extra)
+    return apply_lora(model, recipe.lora_targets, recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout, extra)
+
+
+def dry_run(model_args: ModelArguments, recipe: RecipeArguments) -> int:
+    from .models import is_preset
+
+    peft_model = build_peft_model(model_args, recipe, meta=is_preset(model_args.model))
+    peft_model.print_trainable_parameters()
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ data
+def _dataset_name(source: str, taken: set[str]) -> str:
+    path = Path(source)
+    name = path.stem if path.suffix else path.name
+    name = "".join(c if c.isalnum() or c in "-." else "_" for c in name) or "eval"
+    unique, n = name, 2
+    while unique in taken:
+        unique, n = f"{name}_{n}", n + 1
+    taken.add(unique)
+    return unique
+
+
+def build_datasets(data_args: DataArguments, objective: str):
+    """(train dataset, {name: eval dataset}) in the schema of `trainers.data`."""
+    import datasets
+
+    from .data import load_dataset_source
+
+    train = None
+    if data_args.train_data:
+        parts = [load_dataset_source(s, data_args.image_column, data_args.label_column) for s in data_args.train_data]
+        train = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+        if data_args.max_train_samples is not None:
+            train = train.select(range(min(data_args.max_train_samples, len(train))))
+        _check_training_samples(train, objective)
+    evals: dict = {}
+    taken: set[str] = set()
+    for source in data_args.eval_data:
+        dataset = load_dataset_source(source, data_args.image_column, data_args.label_column)
+        labelled = dataset.filter(lambda label: label is not None, input_columns="label")
+        if len(labelled) < len(dataset):
+            logger.warning("%s: %d of %d samples have no label and are not evaluated.", source, len(dataset) - len(labelled), len(dataset))
+        if len(labelled) == 0:
+            raise ValueError(f"{source}: no labelled samples to evaluate.")
+        name = _dataset_name(source, taken)
+        subsets = sorted({s for s in labelled["subset"] if s is not None})
+        if data_args.eval_by_subset and subsets:
+            for subset in subsets:
+                part = labelled.filter(lambda s, subset=subset: s == subset, input_columns="subset")
+                evals[_dataset_name(f"{name}_{subset.replace('/', '_')}", taken)] = _cap(part, data_args.max_eval_samples)
+            rest = labelled.filter(lambda s: s is None, input_columns="subset")
+            if len(rest):
+                evals[name] = _cap(rest, data_args.max_eval_samples)
+        else:
+            evals[name] = _cap(labelled, data_args.max_eval_samples)
+    return train, evals
+
+
+def _cap(dataset, n):
+    return dataset if n is None else dataset.select(range(min(n, len(dataset))))
+
+
+def _check_training_samples(dataset, objective: str) -> None:
+    labels, answers = dataset["label"], dataset["answer"]
+    for i, (label, answer) in enumerate(zip(labels, answers)):
+        if label is None and (objective == "classification" or not answer):
+            image = dataset[i]["image"]["path"] or f"sample {i}"
+            need = "a label" if objective == "classification" else "an answer or a label"
+            raise ValueError(f"{image}: this training sample has no {need} (from {dataset[i]['dataset']}).")
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def compute_metrics(eval_pred) -> dict:
+    from .metrics import compute_metrics as metrics
+
+    return metrics(eval_pred)
+
+
+# ------------------------------------------------------------------------------------------ train
+def _resume_point(training_args):
+    from transformers.trainer_utils import get_last_checkpoint
+
+    resume = training_args.resume_from_checkpoint
+    if isinstance(resume, str) and resume.lower() in ("no", "false", "none", "off"):
+        return None
+    if isinstance(resume, str) and resume.lower() in ("true", "yes", "last"):
+        resume = None
+    if resume:
+        return resume
+    if training_args.output_dir and os.path.isdir(training_args.output_dir):
+        last = get_last_checkpoint(training_args.output_dir)
+        if last is not None:
+            logger.info("Resuming from %s (the last checkpoint in the output folder).", last)
+        return last
+    return None
+
+
+def train(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeArguments, training_args) -> dict:
+    """Run one stage; returns the training metrics (and the final evaluation's, if any)."""
+    from transformers import set_seed
+
+    from .collator import DeepVRMCollator
+    from .models import load_processor, write_training_info
+    from .trainer import DeepVRMTrainer
+
+    if recipe.dry_run:
+        dry_run(model_args, recipe)
+        return {}
+    if not data_args.train_data:
+        raise ValueError("--train-data is required (JSON/JSONL files or image folders).")
+    set_seed(training_args.seed)  # a preset's random weights are then the same in every run (and resume)
+    peft_model = build_peft_model(model_args, recipe)
+    peft_model.print_trainable_parameters()
+    base_config = peft_model.get_base_model().config
+    processor = load_processor(model_args.model, base_config)
+    labels = [base_config.id2label[i] for i in sorted(base_config.id2label)] if len(base_config.id2label or {}) == 2 else ["real", "fake"]
+    if labels == ["LABEL_0", "LABEL_1"]:
+        labels = ["real", "fake"]
+    answer_token_ids = [processor.tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in labels]
+
+    train_dataset, eval_datasets = build_datasets(data_args, recipe.objective)
+    collator = DeepVRMCollator(processor, objective=recipe.objective, labels=tuple(labels))
+    eval_collator = DeepVRMCollator(processor, objective=recipe.objective, labels=tuple(labels), eval_mode=True)
+    if not eval_datasets:
+        training_args.eval_strategy = "no"
+    trainer = DeepVRMTrainer(
+        model=peft_model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_datasets or None,
+        data_collator=collator,
+        eval_data_collator=eval_collator,
+        processing_class=processor,
+        compute_metrics=compute_metrics if eval_datasets else None,
+        merger_learning_rate=recipe.merger_learning_rate,
+        answer_token_ids=answer_token_ids,
+    )
+    result = trainer.train(resume_from_checkpoint=_resume_point(training_args))
+    metrics = dict(result.metrics)
+    trainer.save_metrics("train", metrics)
+    if eval_datasets:
+        eval_metrics = trainer.evaluate()
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+    info = {
+        "stage": model_args.stage,
+        "base_model": model_args.model,
+        "objective": recipe.objective,
+        "injection_layer": getattr(base_config, "injection_layer", None),
+        "fusion": getattr(base_config, "fusion", None),
+        "seed": training_args.seed,
+        "recipe": asdict(recipe),
+        "train_data": data_args.train_data,
+        "eval_data": data_args.eval_data,
+    }
+    save_final_model(trainer, processor, recipe.save_adapter_only, info)
+    if collator.skipped:
+        logger.warning("%d training images could not be read and were skipped, e.g. %s", len(collator.skipped), collator.skipped[0])
+    return metrics
+
+
+def save_final_model(trainer, processor, adapter_only: bool, info: dict) -> None:
+    """The output folder: the merged model (a complete folder `from_pretrained` and the pipeline
+    load) or, with `adapter_only`, the LoRA adapter plus `deepvrm_training.json` to rebuild its base."""
+    from .models import load_adapter_folder, write_training_info
+
+    output_dir = trainer.args.output_dir
+    sharded = trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled
+    if adapter_only or sharded:
+        # The Trainer gathers sharded (FSDP / ZeRO-3) adapter weights itself.
+        target = output_dir if adapter_only else os.path.join(output_dir, "adapter")
+        trainer.save_model(target)
+        if trainer.args.should_save:
+            write_training_info(target, **info)
+        if adapter_only:
+            return
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.args.should_save:
+        return
+    if sharded:
+        merged = load_adapter_folder(os.path.join(output_dir, "adapter"))
+    else:
+        merged = trainer.model.merge_and_unload()
+    merged.config.use_cache = True
+    merged.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    write_training_info(output_dir, **info)
+    logger.info("Saved the merged model to %s", output_dir)
+
+
+__all__ = ["ModelArguments", "DataArguments", "RecipeArguments", "build_peft_model", "build_datasets", "train", "dry_run"]
