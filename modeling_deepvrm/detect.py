@@ -1,0 +1,395 @@
+"""`deepvrm detect`: score images as real or fake.
+
+    deepvrm detect PATH... [--model ID_OR_DIR] [--output FILE.jsonl|.csv] [--batch-size N]
+                   [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16|float16] [--threshold T]
+
+PATH: image files (tried whatever their extension), folders (searched recursively for image
+extensions) or glob patterns. Prints a table (path, label, P(fake)); `--output` writes one JSON
+object (or CSV row) per image as soon as its batch is scored:
+
+    {"path": ..., "label": "real"|"fake", "score": P(fake)}      or      {"path": ..., "error": reason}
+
+Rerunning with the same `--output` skips the files already scored there and retries the failed
+ones (their old error rows are replaced, so no path appears twice).
+
+Exit status: 0 every file scored, 1 some files failed (the others are scored), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .image_io import DEFAULT_MAX_PIXELS, is_image_name
+
+# Show a progress bar when stderr is a terminal, or when a run is this long anyway (e.g. in logs).
+PROGRESS_MIN_IMAGES = 100
+_GLOB_CHARS = ("*", "?", "[")
+
+
+# ---------------------------------------------------------------------------------------- inputs
+def collect_inputs(specs: list[str]) -> tuple[list[str], list[str]]:
+    """(paths to score, specs that matched nothing), paths in a stable order without duplicates.
+
+    A spec is a file (taken whatever its extension; a dangling link or a missing file is kept so
+    that it gets its error row), a folder (searched recursively for image extensions; a sub-folder
+    named like an image with no images inside is kept so that it is reported, not silently
+    dropped), or a glob pattern (`**` recurses); what a pattern matches is treated as if named.
+    """
+    paths: list[str] = []
+    seen: set[str] = set()
+    unmatched: list[str] = []
+
+    def add(path: str) -> None:
+        key = os.path.abspath(path)
+        if key not in seen:
+            seen.add(key)
+            paths.append(path)
+
+    for spec in specs:
+        spec = os.path.expanduser(spec)
+        if os.path.lexists(spec):
+            matches = [spec]
+        elif any(c in spec for c in _GLOB_CHARS):
+            matches = sorted(glob.glob(spec, recursive=True))
+        else:
+            matches = []
+        if not matches:
+            unmatched.append(spec)
+            continue
+        for match in matches:
+            if os.path.isdir(match):
+                found = _search_folder(match)
+                if not found and match != spec and is_image_name(match.rstrip("/\\")):
+                    add(match)  # a glob such as *.jpg matched a folder: report it
+                for path in found:
+                    add(path)
+            else:
+                add(match)
+    return paths, unmatched
+
+
+def _search_folder(root: str) -> list[str]:
+    found: list[str] = []
+    visited: set[str] = set()
+    for folder, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:  # a symbolic link loop
+            dirnames[:] = []
+            continue
+        visited.add(real)
+        dirnames.sort()
+        images_here = [os.path.join(folder, name) for name in sorted(filenames) if is_image_name(name)]
+        if not images_here and not dirnames and folder != root and is_image_name(folder.rstrip("/\\")):
+            found.append(folder)  # an empty folder named like an image: an error row says so
+        found += images_here
+    return found
+
+
+# ---------------------------------------------------------------------------------------- output
+class ResultWriter:
+    """Rows written and flushed one by one to a .jsonl (default) or .csv file."""
+
+    def __init__(self, path: str, append: bool):
+        self.path = path
+        self.csv = path.lower().endswith(".csv")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        existed = os.path.exists(path) and os.path.getsize(path) > 0
+        self.file = open(path, "a" if append else "w", encoding="utf-8", newline="" if self.csv else None)
+        self.writer = None
+        if self.csv:
+            self.writer = csv.DictWriter(self.file, fieldnames=["path", "label", "score", "error"])
+            if not (append and existed):
+                self.writer.writeheader()
+                self.file.flush()
+
+    def write(self, row: dict) -> None:
+        if self.csv:
+            self.writer.writerow(_csv_safe(row))
+        else:
+            self.file.write(_json_line(row) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _json_line(row: dict) -> str:
+    line = json.dumps(row, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:  # a file name that is not valid UTF-8: keep it as \udcxx escapes
+        line = json.dumps(row, ensure_ascii=True)
+    return line
+
+
+def _csv_safe(row: dict) -> dict:
+    return {k: (v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if isinstance(v, str) else v) for k, v in row.items()}
+
+
+def read_previous(path: str) -> tuple[list[dict], int]:
+    """Rows of an earlier run's output that hold a score, and how many rows are dropped
+    (error rows, to be retried, and a half-written last line of a crashed run)."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return [], 0
+    kept, dropped = [], 0
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as file:
+        if path.lower().endswith(".csv"):
+            rows = list(csv.DictReader(file))
+        else:
+            rows = []
+            for line in file:
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    rows.append(None)
+    for row in rows:
+        score = _as_score(row.get("score")) if isinstance(row, dict) else None
+        if score is None or not row.get("path") or row.get("error"):
+            dropped += 1
+            continue
+        kept.append({"path": row["path"], "label": row.get("label"), "score": score})
+    return kept, dropped
+
+
+def _as_score(value) -> float | None:
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        return None
+    return score if 0.0 <= score <= 1.0 else None
+
+
+def _rewrite(path: str, rows: list[dict]) -> None:
+    """Replace `path` by exactly `rows` (atomically: a crash leaves the old file or the new one)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    writer = ResultWriter(tmp, append=False)
+    try:
+        for row in rows:
+            writer.write(row)
+    finally:
+        writer.close()
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------- table
+class Table:
+    """Rows printed as they come, with the path column sized from the known inputs."""
+
+    def __init__(self, paths: list[str]):
+        self.width = min(max([len("path")] + [len(_display(p)) for p in paths]), 70)
+        self.header_done = False
+
+    def _fit(self, text: str) -> str:
+        return text if len(text) <= self.width else "..." + text[-(self.width - 3) :]
+
+    def row(self, row: dict, write) -> None:
+        if not self.header_done:
+            write(f"{'path':<{self.width}}  {'label':<5}  P(fake)")
+            self.header_done = True
+        path = self._fit(_display(row["path"]))
+        if row.get("error"):
+            write(f"{path:<{self.width}}  {'ERROR':<5}  {row['error']}")
+        else:
+            write(f"{path:<{self.width}}  {row['label']:<5}  {row['score']:.4f}")
+
+
+def _display(path: str) -> str:
+    """A path printable on any terminal (undecodable bytes of a name as \\x escapes)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+# ---------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepvrm detect",
+        description="Score images as real or fake with a Deep-VRM model.",
+        epilog="Exit status: 0 every file scored, 1 some files could not be scored (the rest were), 2 usage error.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or glob patterns")
+    add_model_arguments(parser)
+    parser.add_argument("-o", "--output", help="write one row per image to FILE.jsonl (or .csv); rerun to resume")
+    parser.add_argument("-q", "--quiet", action="store_true", help="do not print the table (the summary still goes to stderr)")
+    return parser
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `detect` and `evaluate`."""
+    parser.add_argument("--model", default=None, help="deepvrm folder, official-layout Deep-VRM folder or Hub id (default: the shipped demo model)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="auto: bfloat16 (float16) on GPU, float32 on CPU")  # fmt: skip
+    parser.add_argument("--threshold", type=float, default=0.5, help="P(fake) at or above which an image is called fake (default 0.5)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help=f"refuse images with more pixels than this, before decoding them (default {DEFAULT_MAX_PIXELS:,})")  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+
+
+def check_model_arguments(args) -> str | None:
+    """The usage error in the shared options, if any."""
+    if args.batch_size < 1:
+        return f"--batch-size must be at least 1, got {args.batch_size}"
+    if not 0.0 <= args.threshold <= 1.0:
+        return f"--threshold must lie in [0, 1], got {args.threshold}"
+    if args.max_pixels < 1:
+        return f"--max-pixels must be positive, got {args.max_pixels}"
+    return None
+
+
+class UsageError(Exception):
+    """Exit status 2 with this message."""
+
+
+def load_detector(args):
+    """A `Detector` for the shared options, or `UsageError`."""
+    from PIL import Image
+
+    from .scoring import DEFAULT_MODEL, Detector, ModelLoadError
+
+    model = args.model
+    if model is None:
+        if not os.path.isdir(DEFAULT_MODEL):
+            raise UsageError(
+                f"no model given and the demo model is not installed (looked in {DEFAULT_MODEL}); "
+                "pass --model with a deepvrm folder or a Hub id such as Kaiqing/Deep-VRM-Qwen-25-VL-7B"
+            )
+        model = DEFAULT_MODEL
+    if Image.MAX_IMAGE_PIXELS is not None and args.max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = args.max_pixels  # Pillow's own guard would refuse first otherwise
+    _quiet_transformers()
+    try:
+        return Detector.from_pretrained(
+            model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+            threshold=args.threshold, max_pixels=args.max_pixels,
+        )  # fmt: skip
+    except (ValueError, ModelLoadError) as error:
+        raise UsageError(str(error)) from None
+
+
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its "Loading weights" bar would mix with ours
+    except Exception:
+        pass
+
+
+def progress_bar(total: int, disable: bool, desc: str):
+    """A tqdm bar on stderr when it is a terminal or the run is long; otherwise None."""
+    if disable or total == 0:
+        return None
+    tty = sys.stderr.isatty()
+    if not tty and total < PROGRESS_MIN_IMAGES:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, mininterval=0.5 if tty else 30.0, dynamic_ncols=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a usage error (2): return, do not exit the caller
+        return int(exit_.code or 0)
+
+    def fail(message: str) -> int:
+        print(f"deepvrm detect: error: {message}", file=sys.stderr)
+        return 2
+
+    problem = check_model_arguments(args)
+    if problem:
+        return fail(problem)
+
+    paths, unmatched = collect_inputs(args.paths)
+    if not paths:
+        what = ", ".join(repr(_display(u)) for u in unmatched) if unmatched else "the given paths"
+        return fail(f"no inputs: nothing to score in {what} (no such file, or no images in the folders)")
+
+    kept, dropped = [], 0
+    if args.output:
+        if os.path.isdir(args.output):
+            return fail(f"--output {args.output} is a folder; give a file name ending in .jsonl or .csv")
+        kept, dropped = read_previous(args.output)
+    previous = {os.path.abspath(row["path"]) for row in kept}
+    todo = [p for p in paths if os.path.abspath(p) not in previous]
+    skipped = len(paths) - len(todo)
+
+    detector = None
+    if todo:
+        try:
+            detector = load_detector(args)
+        except UsageError as error:
+            return fail(str(error))
+    if skipped:
+        print(f"Skipping {skipped} file(s) already scored in {args.output}.", file=sys.stderr)
+    if dropped:
+        _rewrite(args.output, kept)  # failed rows are retried below, not duplicated
+
+    # Paths that matched nothing are failures of this run (reported and written), not usage errors.
+    missing = [{"path": u, "error": "no such file, or a pattern that matched nothing"} for u in unmatched]
+    writer = ResultWriter(args.output, append=True) if args.output else None
+    table = None if args.quiet else Table(todo + unmatched)
+    bar = progress_bar(len(todo) + len(missing), args.no_progress, "detect")
+
+    def emit(line: str) -> None:
+        if bar is not None:
+            bar.write(line, file=sys.stdout)  # keeps the bar below the table
+        else:
+            print(line, flush=True)
+
+    n_scored = n_fake = n_failed = 0
+    started = time.perf_counter()
+    try:
+        for row in _rows(missing, detector.score_paths(todo) if detector else ()):
+            if writer:
+                writer.write(row)
+            if table:
+                table.row(row, emit)
+            if "error" in row:
+                n_failed += 1
+                if table is None:
+                    print(f"deepvrm detect: {_display(row['path'])}: {row['error']}", file=sys.stderr)
+            else:
+                n_scored += 1
+                n_fake += row["label"] == "fake"
+            if bar is not None:
+                bar.update(1)
+    except KeyboardInterrupt:
+        print("\ndeepvrm detect: interrupted; the rows written so far are kept (rerun to resume).", file=sys.stderr)
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer:
+            writer.close()
+    elapsed = time.perf_counter() - started
+    rate = f", {n_scored / elapsed:.1f} images/s" if n_scored and elapsed > 0 else ""
+    summary = f"Scored {n_scored} image(s): {n_fake} fake, {n_scored - n_fake} real{rate}"
+    if skipped:
+        summary += f"; {skipped} already scored"
+    if n_failed:
+        summary += f"; {n_failed} could not be scored"
+    if args.output:
+        summary += f". Results in {args.output}"
+    print(summary + ".", file=sys.stderr)
+    return 1 if n_failed else 0
+
+
+def _rows(missing: list[dict], results):
+    yield from missing
+    for result in results:
+        yield result.to_row()
+
+
+__all__ = ["collect_inputs", "main", "read_previous"]

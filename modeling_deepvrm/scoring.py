@@ -1,0 +1,275 @@
+"""`Detector`: a loaded Deep-VRM classifier that scores many images, batch by batch.
+
+    detector = Detector.from_pretrained("path/or/hub-id", device="auto", dtype="auto", batch_size=8)
+    for result in detector.score_paths(paths):       # in input order, as each batch finishes
+        print(result.path, result.label, result.score, result.error)
+    detector.score_images([pil_image, ...])          # -> numpy array of P(fake)
+
+The model is loaded once and kept; each batch is one forward pass of the classification path
+(`DeepVRMForImageClassification`: the chat prompt, one image each, two answer-token logits), and
+P(fake) = softmax(logits)[:, fake]. While the model runs on one batch, a background thread opens
+and preprocesses the next. A file that cannot be opened fails alone (see `image_io`); a batch
+whose forward pass fails is retried image by image, so one bad image never costs its neighbours.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .image_io import DEFAULT_MAX_PIXELS, ImageError, fit_aspect_ratio, open_image
+
+# <repo>/examples/demo-model, next to the package source (installed editable).
+DEFAULT_MODEL = str(Path(__file__).resolve().parent.parent / "examples" / "demo-model")
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    """The model (folder or Hub id) could not be loaded; the message says why."""
+
+
+@dataclass
+class ScoreResult:
+    """One image's outcome: `score` = P(fake), or `error` (a one-line reason) when it failed."""
+
+    path: str
+    score: float | None = None
+    error: str | None = None
+    threshold: float = 0.5
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def label(self) -> str | None:
+        if self.score is None:
+            return None
+        return "fake" if self.score >= self.threshold else "real"
+
+    def to_row(self) -> dict:
+        """The row `deepvrm detect --output` writes."""
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path, "label": self.label, "score": self.score}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {device!r} ({error})") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here (torch {torch.__version__}).")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} asked for, but MPS is not available here.")
+    return resolved
+
+
+def resolve_dtype(dtype: str = "auto", device: torch.device | str = "cpu") -> torch.dtype:
+    """`auto`: bfloat16 on GPUs that support it (float16 on older ones and on MPS), float32 on CPU."""
+    device = torch.device(device)
+    if dtype in (None, "auto"):
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "mps":
+            return torch.float16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of auto, {', '.join(DTYPES)}.")
+    return DTYPES[dtype]
+
+
+def _looks_local(name: str) -> bool:
+    """A path rather than a Hub id ("owner/name" or "name")."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name or os.path.isabs(name)
+
+
+def load_classifier(model_id: str, device: torch.device, dtype: torch.dtype, **load_kwargs):
+    """`DeepVRMForImageClassification` on `device` in `dtype` and its image processor, from a deepvrm
+    folder, an official-layout Deep-VRM folder (`model_type: qwen2_5_vl`) or a Hub id.
+    Raises `ModelLoadError` with the reason."""
+    from . import DeepVRMForImageClassification, DeepVRMImageProcessor
+
+    model_id = os.path.expanduser(os.fspath(model_id))
+    if not os.path.exists(model_id) and _looks_local(model_id):
+        raise ModelLoadError(f"no such model folder: {model_id}")
+    if os.path.isdir(model_id) and not os.path.isfile(os.path.join(model_id, "config.json")):
+        raise ModelLoadError(f"{model_id} is a folder but holds no config.json: not a model folder.")
+    try:
+        # The class itself (not AutoModel...): its config class also reads official `qwen2_5_vl`
+        # configs as Deep-VRM, which the Auto mapping would route to plain Qwen2.5-VL.
+        classifier = DeepVRMForImageClassification.from_pretrained(model_id, dtype=dtype, **load_kwargs)
+    except Exception as error:
+        text = " ".join(str(error).split())
+        raise ModelLoadError(f"cannot load the model {model_id!r}: {type(error).__name__}: {text}") from error
+    classifier.to(device).eval()
+    if not classifier.config.has_prompt_ids:
+        raise ModelLoadError(
+            f"{model_id}: the model has no prompt token ids and no usable tokenizer, so it cannot build its "
+            "classification prompt (see DeepVRMProcessor.configure_model)."
+        )
+    processor = None
+    try:
+        from transformers import AutoImageProcessor
+
+        loaded = AutoImageProcessor.from_pretrained(model_id, **load_kwargs)
+        if isinstance(loaded, DeepVRMImageProcessor):
+            processor = loaded
+    except Exception:
+        pass
+    if processor is None:
+        # Official folders ship Qwen2-VL's processor with Qwen's own pixel range; Deep-VRM scores at
+        # the fixed budget its config names (the paper: 512x512).
+        processor = DeepVRMImageProcessor.from_config(classifier.config)
+    return classifier, processor
+
+
+class Detector:
+    """Scores images with a Deep-VRM classifier kept in memory (see the module docstring)."""
+
+    def __init__(
+        self,
+        model,
+        image_processor,
+        batch_size: int = 8,
+        threshold: float = 0.5,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        prefetch: bool = True,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        self.model = model.eval()
+        self.image_processor = image_processor
+        self.batch_size = batch_size
+        self.threshold = threshold
+        self.max_pixels = max_pixels
+        self.prefetch = prefetch
+        labels = {v.lower(): k for k, v in model.config.id2label.items()}
+        self.fake_index = labels.get("fake", 1)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 8,
+        threshold: float = 0.5,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        **load_kwargs,
+    ) -> "Detector":
+        """Raises `ValueError` for a bad device/dtype and `ModelLoadError` for a model it cannot load."""
+        torch_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        classifier, processor = load_classifier(model, torch_device, torch_dtype, **load_kwargs)
+        return cls(classifier, processor, batch_size=batch_size, threshold=threshold, max_pixels=max_pixels)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ preparing images
+    def _prepare_one(self, image) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel patches `[n, patch_dim]` and grid `[1, 3]` of one RGB image."""
+        # Qwen2-VL's processor refuses aspect ratios of 200 and more: pad such strips (fit_aspect_ratio).
+        inputs = self.image_processor(images=[fit_aspect_ratio(image)], return_tensors="pt")
+        return inputs["pixel_values"], inputs["image_grid_thw"]
+
+    def _prepare_path(self, path: str, transform: Callable | None):
+        """(pixel_values, grid) or an error string for one file."""
+        try:
+            image = open_image(path, max_pixels=self.max_pixels)
+        except ImageError as error:
+            return error.reason
+        try:
+            if transform is not None:
+                image = transform(image)
+            return self._prepare_one(image)
+        except Exception as error:
+            return "cannot preprocess it: " + " ".join(f"{type(error).__name__}: {error}".split())
+
+    def _prepare_batch(self, paths: list[str], transform: Callable | None) -> list:
+        return [self._prepare_path(path, transform) for path in paths]
+
+    # ------------------------------------------------------------------ the forward pass
+    @torch.inference_mode()
+    def _forward(self, prepared: list[tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
+        device = self.device
+        dtype = self.model.dtype
+        pixel_values = torch.cat([p for p, _ in prepared]).to(device=device, dtype=dtype)
+        grid = torch.cat([g for _, g in prepared]).to(device)
+        logits = self.model(pixel_values=pixel_values, image_grid_thw=grid).logits
+        return torch.softmax(logits.float(), dim=-1)[:, self.fake_index].cpu().numpy()
+
+    def _score_prepared(self, prepared: list) -> list[float | str]:
+        """P(fake) per prepared image, or an error string; a failing batch is retried one by one."""
+        try:
+            return [float(p) for p in self._forward(prepared)]
+        except Exception as error:
+            if len(prepared) == 1:
+                return ["model failed on it: " + " ".join(f"{type(error).__name__}: {error}".split())]
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            return [value for item in prepared for value in self._score_prepared([item])]
+
+    def score_images(self, images: Iterable) -> np.ndarray:
+        """P(fake) of in-memory images (any PIL mode, converted as `image_io.to_rgb` does).
+        Raises if an image cannot be scored; use `score_paths` for per-file errors."""
+        from .image_io import to_rgb
+
+        scores = []
+        images = list(images)
+        for start in range(0, len(images), self.batch_size):
+            prepared = [self._prepare_one(to_rgb(image)) for image in images[start : start + self.batch_size]]
+            scores.append(self._forward(prepared))
+        return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+
+    def score_paths(self, paths: Iterable[str], transform: Callable | None = None) -> Iterator[ScoreResult]:
+        """One `ScoreResult` per path, in order, yielded as each batch finishes.
+
+        `transform` (optional) maps each opened RGB image to another (e.g. a JPEG re-encoding)."""
+        paths = [os.fspath(p) for p in paths]
+        batches = [paths[i : i + self.batch_size] for i in range(0, len(paths), self.batch_size)]
+        if not batches:
+            return
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1) if self.prefetch else None
+        try:
+            submit = (lambda b: pool.submit(self._prepare_batch, b, transform)) if pool else None
+            pending = submit(batches[0]) if pool else None
+            for index, batch in enumerate(batches):
+                if pool:
+                    prepared = pending.result()
+                    if index + 1 < len(batches):
+                        pending = submit(batches[index + 1])  # opened while this batch runs
+                else:
+                    prepared = self._prepare_batch(batch, transform)
+                good = [i for i, item in enumerate(prepared) if not isinstance(item, str)]
+                outcomes: list = list(prepared)
+                if good:
+                    for i, value in zip(good, self._score_prepared([prepared[i] for i in good])):
+                        outcomes[i] = value
+                for path, outcome in zip(batch, outcomes):
+                    if isinstance(outcome, str):
+                        yield ScoreResult(path, error=outcome, threshold=self.threshold)
+                    else:
+                        yield ScoreResult(path, score=outcome, threshold=self.threshold)
+        finally:
+            if pool:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+
+__all__ = ["DEFAULT_MODEL", "Detector", "ModelLoadError", "ScoreResult", "load_classifier", "resolve_device", "resolve_dtype"]

@@ -1,0 +1,360 @@
+"""`deepvrm detect`: bad and odd inputs, exit codes, output rows, resume, batching.
+
+Every image is built in the test; the model is the random tiny preset (scores near 0.5)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepvrm import detect
+from deepvrm.detect import collect_inputs, main
+from deepvrm.scoring import Detector
+
+
+# ---------------------------------------------------------------------------------------- builders
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A header claiming width x height pixels and no pixel data."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"")) + _png_chunk(b"IEND", b"")
+
+
+def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def noise(width: int, height: int, seed: int = 0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def rotated_jpeg() -> bytes:
+    image = noise(40, 20, seed=3)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    return encoded(image, "JPEG", exif=exif)
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("RGB", (24, 24), c) for c in ((200, 0, 0), (0, 200, 0))]
+    return encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
+
+
+def palette_png() -> bytes:
+    image = noise(30, 30, seed=4).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    return encoded(image, "PNG")
+
+
+# name -> bytes of every readable odd image `detect` must score.
+GOOD = {
+    "grey.png": lambda: encoded(noise(40, 30).convert("L"), "PNG"),
+    "sixteen-bit.png": lambda: encoded(Image.fromarray((np.arange(32 * 32).reshape(32, 32) * 60).astype(np.uint16)), "PNG"),
+    "palette.png": palette_png,
+    "rgba.png": lambda: encoded(noise(30, 30).convert("RGBA"), "PNG"),
+    "la.png": lambda: encoded(noise(30, 30).convert("LA"), "PNG"),
+    "cmyk.jpg": lambda: encoded(noise(30, 30).convert("CMYK"), "JPEG"),
+    "animated.gif": animated_gif,
+    "exif-rotated.jpg": rotated_jpeg,
+    "one-pixel.png": lambda: encoded(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"),
+    "wide strip.png": lambda: encoded(noise(1200, 2), "PNG"),  # aspect ratio 600: padded for the processor
+    "tall.webp": lambda: encoded(noise(3, 700), "WEBP", lossless=True),
+    "naïve 写真 (1).JPG": lambda: encoded(noise(50, 40), "JPEG"),
+}
+
+_NOISY = noise(64, 64, seed=1)
+# name -> (bytes, a word the error must contain)
+BAD = {
+    "empty.jpg": (b"", "empty file"),
+    "truncated.jpg": (encoded(_NOISY, "JPEG")[:600], "truncated"),
+    "truncated.png": (encoded(_NOISY, "PNG")[:3000], "truncated"),
+    "not-an-image.png": (b"<html>hello</html>\n", "not an image"),
+    "random-bytes.jpg": (np.random.default_rng(2).integers(0, 256, 5000, dtype=np.uint8).tobytes(), "not an image"),
+    "bomb.png": (bomb_png(30_000, 30_000), "decompression bomb"),
+}
+
+
+@pytest.fixture(scope="module")
+def odd_dir(tmp_path_factory):
+    """A folder holding every odd readable image and every kind of bad file."""
+    root = tmp_path_factory.mktemp("odd")
+    for name, make in GOOD.items():
+        (root / name).write_bytes(make())
+    for name, (data, _) in BAD.items():
+        (root / name).write_bytes(data)
+    os.symlink(root / "was-deleted.png", root / "dangling.png")
+    (root / "folder.jpg").mkdir()  # a folder named like an image, with nothing inside
+    (root / "notes.txt").write_text("not searched: no image extension")
+    return root
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_rows(path) -> list[dict]:
+    return [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------- bad and odd inputs
+def test_every_readable_image_is_scored_and_every_bad_one_reported(odd_dir, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    code, stdout, stderr = run([odd_dir, "--model", tiny_model_dir, "--output", out, "--batch-size", 4], capsys)
+    assert code == 1  # some failed, the rest scored
+    rows = {os.path.basename(r["path"]): r for r in read_rows(out)}
+    assert set(rows) == set(GOOD) | set(BAD) | {"dangling.png", "folder.jpg"}  # notes.txt not searched
+    for name in GOOD:
+        row = rows[name]
+        assert "error" not in row, (name, row)
+        assert 0.0 <= row["score"] <= 1.0
+        assert row["label"] == ("fake" if row["score"] >= 0.5 else "real")
+    expected = {name: word for name, (_, word) in BAD.items()}
+    expected.update({"dangling.png": "dangling symbolic link", "folder.jpg": "is a folder"})
+    for name, word in expected.items():
+        assert set(rows[name]) == {"path", "error"}, name
+        assert word in rows[name]["error"], (name, rows[name]["error"])
+        assert "\n" not in rows[name]["error"]
+    # The table shows every file, with the reason on failed rows.
+    assert "P(fake)" in stdout.splitlines()[0]
+    assert sum("ERROR" in line for line in stdout.splitlines()) == len(expected)
+    assert f"Scored {len(GOOD)} image(s)" in stderr and f"{len(expected)} could not be scored" in stderr
+
+
+def test_explicit_files_globs_and_names(tmp_path, tiny_model_dir, capsys):
+    (tmp_path / "a").mkdir()
+    noise(20, 20).save(tmp_path / "a" / "x.png")
+    noise(20, 20, seed=1).save(tmp_path / "a" / "y.png")
+    (tmp_path / "image.data").write_bytes(encoded(noise(20, 20, seed=2), "PNG"))  # explicit: any extension
+    (tmp_path / "a" / "dir.png").mkdir()
+    spaced = tmp_path / "a" / "with space é.png"
+    noise(20, 20, seed=5).save(spaced)
+    paths, unmatched = collect_inputs(
+        [str(tmp_path / "image.data"), str(tmp_path / "a" / "*.png"), str(tmp_path / "a"), str(tmp_path / "missing.png")]
+    )
+    names = [os.path.basename(p) for p in paths]
+    assert names == ["image.data", "dir.png", "with space é.png", "x.png", "y.png"]  # no duplicates
+    assert unmatched == [str(tmp_path / "missing.png")]
+
+    out = tmp_path / "out.jsonl"
+    code, stdout, _ = run([tmp_path / "image.data", tmp_path / "a" / "*.png", "--model", tiny_model_dir, "-o", out], capsys)
+    assert code == 1  # dir.png is a folder
+    rows = {r["path"]: r for r in read_rows(out)}
+    assert "score" in rows[str(tmp_path / "image.data")]
+    assert "score" in rows[str(spaced)]  # the non-ASCII name survives the JSON round trip
+    assert "is a folder" in rows[str(tmp_path / "a" / "dir.png")]["error"]
+    assert "with space é.png" in stdout
+
+
+def test_exit_0_and_csv_output(tmp_path, tiny_model_dir, capsys):
+    for i in range(3):
+        noise(30, 20, seed=i).save(tmp_path / f"{i}.png")
+    out = tmp_path / "results.csv"
+    code, _, _ = run([tmp_path, "--model", tiny_model_dir, "-o", out, "--threshold", "0"], capsys)
+    assert code == 0
+    with open(out, newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 3 and all(r["label"] == "fake" and r["error"] == "" for r in rows)  # threshold 0: all fake
+    assert all(0 <= float(r["score"]) <= 1 for r in rows)
+
+
+def test_usage_errors_exit_2(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    image = tmp_path / "x.png"
+    noise(10, 10).save(image)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_config = tmp_path / "not-a-model"
+    no_config.mkdir()
+    cases = [
+        ([empty, "--model", tiny_model_dir], "no inputs"),
+        ([tmp_path / "nothing.png", "--model", tiny_model_dir], "no inputs"),
+        ([image, "--model", tmp_path / "no-such-model"], "no such model folder"),
+        ([image, "--model", no_config], "no config.json"),
+        ([image, "--model", tiny_model_dir, "--threshold", "1.5"], "--threshold"),
+        ([image, "--model", tiny_model_dir, "--batch-size", "0"], "--batch-size"),
+        ([image, "--model", tiny_model_dir, "--output", tmp_path], "is a folder"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(argv, capsys)
+        assert code == 2, argv
+        assert message in err, (argv, err)
+    assert run([], capsys)[0] == 2  # argparse: PATH is required
+    assert run(["--help"], capsys)[0] == 0
+    if not __import__("torch").cuda.is_available():
+        code, _, err = run([image, "--model", tiny_model_dir, "--device", "cuda"], capsys)
+        assert code == 2 and "CUDA is not available" in err
+    # No --model and no demo model installed.
+    monkeypatch.setattr("deepvrm.scoring.DEFAULT_MODEL", str(tmp_path / "examples" / "demo-model"))
+    code, _, err = run([image], capsys)
+    assert code == 2 and "no model given and the demo model is not installed" in err
+
+
+def test_default_model_points_into_the_repository():
+    from pathlib import Path
+
+    from deepvrm.scoring import DEFAULT_MODEL
+
+    repo = Path(__file__).resolve().parent.parent
+    assert Path(DEFAULT_MODEL) == repo / "examples" / "demo-model"
+
+
+# ---------------------------------------------------------------------------------------- output and resume
+_SCORE_PATHS = Detector.score_paths
+
+
+class Spy:
+    """Wraps Detector.score_paths to record what is scored (and optionally crash after N rows)."""
+
+    def __init__(self, monkeypatch, crash_after: int | None = None, crash=KeyboardInterrupt):
+        self.scored: list[str] = []
+        original = _SCORE_PATHS  # not a previous spy's wrapper
+        spy = self
+
+        def score_paths(detector, paths, transform=None):
+            paths = list(paths)
+            spy.scored += paths
+            for index, result in enumerate(original(detector, paths, transform)):
+                if crash_after is not None and index == crash_after:
+                    raise crash()
+                yield result
+
+        monkeypatch.setattr(Detector, "score_paths", score_paths)
+
+
+def test_resume_skips_scored_rows_and_retries_failed_ones(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("a.png", "b.png"):
+        noise(20, 20, seed=len(name)).save(data / name)
+    (data / "c.png").write_bytes(b"not yet an image")
+    out = tmp_path / "out.jsonl"
+    argv = [data, "--model", tiny_model_dir, "-o", out]
+
+    assert run(argv, capsys)[0] == 1
+    first = {os.path.basename(r["path"]): r for r in read_rows(out)}
+    assert "error" in first["c.png"] and "score" in first["a.png"]
+
+    noise(20, 20, seed=9).save(data / "c.png", format="PNG")  # fixed
+    with open(out, "a", encoding="utf-8") as file:
+        file.write('{"path": "' + str(data / "b.png") + '", "lab')  # a crash mid-row on a previous run
+    spy = Spy(monkeypatch)
+    code, _, err = run(argv, capsys)
+    assert code == 0
+    assert [os.path.basename(p) for p in spy.scored] == ["c.png"]  # only the failed one is retried
+    assert "Skipping 2 file(s) already scored" in err
+    rows = read_rows(out)  # every line parses: the half-written line is gone
+    assert sorted(os.path.basename(r["path"]) for r in rows) == ["a.png", "b.png", "c.png"]  # no duplicates
+    assert all("score" in r for r in rows)
+    assert {os.path.basename(r["path"]): r for r in rows}["a.png"] == first["a.png"]
+
+    spy = Spy(monkeypatch)
+    assert run(argv, capsys)[0] == 0
+    assert spy.scored == [] and len(read_rows(out)) == 3
+
+
+def test_rows_are_written_as_they_finish(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    for i in range(5):
+        noise(20, 20, seed=i).save(tmp_path / f"{i}.png")
+    out = tmp_path / "out.jsonl"
+    Spy(monkeypatch, crash_after=2)  # interrupted after the first two rows
+    code, _, err = run([tmp_path, "--model", tiny_model_dir, "-o", out, "--batch-size", 2], capsys)
+    assert code == 130 and "rerun to resume" in err
+    assert [os.path.basename(r["path"]) for r in read_rows(out)] == ["0.png", "1.png"]
+    spy = Spy(monkeypatch)
+    assert run([tmp_path, "--model", tiny_model_dir, "-o", out], capsys)[0] == 0
+    assert [os.path.basename(p) for p in spy.scored] == ["2.png", "3.png", "4.png"]
+    assert sorted(os.path.basename(r["path"]) for r in read_rows(out)) == [f"{i}.png" for i in range(5)]
+
+
+def test_progress_bar_only_on_long_runs_or_terminals(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    for i in range(3):
+        noise(20, 20, seed=i).save(tmp_path / f"{i}.png")
+    _, _, err = run([tmp_path, "--model", tiny_model_dir], capsys)
+    assert "img/s" not in err and "detect:" not in err  # short run, stderr not a terminal
+    monkeypatch.setattr(detect, "PROGRESS_MIN_IMAGES", 2)
+    _, stdout, err = run([tmp_path, "--model", tiny_model_dir], capsys)
+    assert "detect: 100%" in err and "3/3" in err
+    assert stdout.count(".png") == 3  # the table still goes to stdout, whole
+    _, _, err = run([tmp_path, "--model", tiny_model_dir, "--no-progress"], capsys)
+    assert "detect:" not in err
+
+
+# ---------------------------------------------------------------------------------------- batching
+def test_batches_match_single_images_and_the_pipeline(tmp_path, tiny_model_dir):
+    from transformers import pipeline
+
+    sizes = [(40, 30), (64, 64), (300, 20), (1, 1), (90, 120), (1000, 3), (33, 77), (20, 20), (50, 60)]
+    paths = []
+    for i, (w, h) in enumerate(sizes):
+        path = tmp_path / f"{i}.png"
+        noise(w, h, seed=i).save(path)
+        paths.append(str(path))
+    single = Detector.from_pretrained(tiny_model_dir, batch_size=1)
+    batched = Detector.from_pretrained(tiny_model_dir, batch_size=8)
+    one = np.array([r.score for r in single.score_paths(paths)])
+    eight = np.array([r.score for r in batched.score_paths(paths)])
+    assert np.allclose(one, eight, atol=1e-5)  # mixed token counts in one batch (left padding)
+    assert len(set(np.round(one, 6))) > 1  # the scores depend on the image
+
+    # The same numbers as the image-classification pipeline (for images it accepts as they are).
+    classify = pipeline("image-classification", model=str(tiny_model_dir))
+    for path, score in list(zip(paths, one))[:3]:
+        result = {r["label"]: r["score"] for r in classify(path)}
+        assert result["fake"] == pytest.approx(score, abs=1e-5)
+    # score_images gives the same for in-memory images.
+    images = [Image.open(p) for p in paths[:4]]
+    assert np.allclose(batched.score_images(images), one[:4], atol=1e-5)
+
+
+def test_a_failing_forward_pass_fails_only_its_image(tmp_path, tiny_model_dir, monkeypatch):
+    paths = []
+    for i, size in enumerate([(20, 20), (40, 40), (1000, 3), (30, 30)]):
+        path = tmp_path / f"{i}.png"
+        noise(*size, seed=i).save(path)
+        paths.append(str(path))
+    detector = Detector.from_pretrained(tiny_model_dir, batch_size=4)
+    original = detector._forward
+    calls = []
+
+    def forward(prepared):
+        # Any batch fails (a simulated out-of-memory); alone, only the strip (a 2x80 grid) fails.
+        calls.append(len(prepared))
+        if len(prepared) > 1 or prepared[0][1].tolist() != [[1, 8, 8]]:
+            raise RuntimeError("simulated failure")
+        return original(prepared)
+
+    monkeypatch.setattr(detector, "_forward", forward)
+    results = list(detector.score_paths(paths))
+    assert calls == [4, 1, 1, 1, 1]
+    assert [r.ok for r in results] == [True, True, False, True]
+    assert results[2].error == "model failed on it: RuntimeError: simulated failure"
+    assert results[2].to_row() == {"path": paths[2], "error": results[2].error}
+
+
+# ---------------------------------------------------------------------------------------- the real command
+def test_command_line_entry_point(tmp_path, tiny_model_dir):
+    # One subprocess (importing torch and transformers costs seconds): the exit status reaches the shell.
+    noise(20, 20).save(tmp_path / "ok.png")
+    (tmp_path / "bad.jpg").write_bytes(b"")
+    out = tmp_path / "out.jsonl"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    command = [sys.executable, "-m", "deepvrm.cli", "detect", str(tmp_path), "--model", str(tiny_model_dir), "-o", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "empty file" in result.stdout
+    assert len(read_rows(out)) == 2
