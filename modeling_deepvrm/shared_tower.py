@@ -107,11 +107,15 @@ def low_level_active(lora_tree: nn.Module):
 
 @torch.no_grad()
 def factorise_low_level_tower(visual: nn.Module, low_level: nn.Module, rank: int | None = None,
-                              rtol: float = 1e-5) -> tuple[int, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+                              rtol: float | None = None) -> tuple[int, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """`(rank, {target: (A, B)})` with `B @ A == W_low - W_visual` for every target.
 
-    `rank=None` uses the largest numerical rank of the deltas (at least 1).
+    `rank=None` uses the largest numerical rank of the deltas (at least 1). `rtol` bounds the
+    factorisation residual relative to the weights' magnitude; by default it is the round-off of
+    the tower's dtype (stored bf16 weights carry full-rank rounding noise of about 2**-8).
     """
+    if rtol is None:
+        rtol = max(1e-5, 2 * torch.finfo(visual.dtype).eps)
     targets = set(lora_target_names(visual))
     low_params = dict(low_level.named_parameters())
     for name, param in visual.named_parameters():
@@ -132,7 +136,7 @@ def factorise_low_level_tower(visual: nn.Module, low_level: nn.Module, rank: int
         ranks = []
         for name, (_, s, _) in svds.items():
             scale = max(float(s[0]) if s.numel() else 0.0, float(visual.get_submodule(name).weight.abs().max()))
-            ranks.append(int((s > scale * 1e-6).sum()))
+            ranks.append(int((s > scale * rtol).sum()))
         rank = max(1, max(ranks, default=1))
     factors = {}
     for name, (u, s, vh) in svds.items():
