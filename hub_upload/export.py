@@ -255,12 +255,14 @@ def _reshard(infos: dict, max_shard_size: int, out: Path, prefix: str = "model")
     from safetensors.torch import save_file
 
     groups: list[list[str]] = [[]]
-    size = 0
+    size = 64  # header: 8-byte length + metadata
     for key in sorted(infos):
-        nbytes = infos[key][3]
+        path, dtype, shape, data = infos[key]
+        # tensor bytes + its header entry, so that the file (not just its data) stays within the limit
+        nbytes = data + len(json.dumps({key: {"dtype": dtype, "shape": shape, "data_offsets": [10**12, 10**12]}}))
         if groups[-1] and size + nbytes > max_shard_size:
             groups.append([])
-            size = 0
+            size = 64
         groups[-1].append(key)
         size += nbytes
     count = len(groups)
@@ -470,9 +472,9 @@ def _fill_plan(plan, small: Path, repo_id, base_model, metrics, license, dataset
         if (model_dir / "generation_config.json").exists():
             plan.files.append(ExportFile("generation_config.json", source=model_dir / "generation_config.json"))
 
-    processor_source = Path(processor_dir).expanduser() if processor_dir else model_dir
-    has_processor = any((processor_source / name).exists() for name in ("tokenizer_config.json", "tokenizer.json"))
-    if plan.kind == "full" or processor_dir or (has_processor and config is not None):
+    processor_source = _processor_source(plan, processor_dir, training)
+    if plan.kind == "full" or processor_source is not None:
+        processor_source = processor_source or model_dir
         processor_config = config if config is not None else _load_config(processor_source)
         plan.files += _processor_files(processor_source, processor_config, small)
         plan.summary["has_processor"] = True
@@ -485,6 +487,23 @@ def _fill_plan(plan, small: Path, repo_id, base_model, metrics, license, dataset
     info.summary = plan.summary
     plan.files.append(ExportFile("README.md", content=render_card(info).encode("utf-8")))
     plan.summary["base_model"] = info.base_model
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return any((folder / name).exists() for name in ("tokenizer_config.json", "tokenizer.json"))
+
+
+def _processor_source(plan: ExportPlan, processor_dir, training: dict) -> Path | None:
+    """Where the processor comes from: --processor, the model folder, or (adapters) a local base folder."""
+    if processor_dir:
+        return Path(processor_dir).expanduser()
+    if _has_tokenizer(plan.model_dir):
+        return plan.model_dir
+    if plan.kind == "adapter":
+        base = training.get("base_model")
+        if isinstance(base, str) and Path(base).expanduser().is_dir() and _has_tokenizer(Path(base).expanduser()):
+            return Path(base).expanduser()
+    return None
 
 
 def _base_kind(training: dict, adapter_config: dict) -> str:
