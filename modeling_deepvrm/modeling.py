@@ -11,6 +11,7 @@ official checkpoint unchanged.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +31,9 @@ from . import shared_tower
 from .fast_vision import use_fast_vision_modules
 from .injection import DeepVRMInjectionDecoderLayer, ResidualFusion
 from .loading import DeepVRMLoadingMixin
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,6 +73,16 @@ class DeepVRMPreTrainedModel(DeepVRMLoadingMixin, Qwen2_5_VLPreTrainedModel):
             # A zero B makes a fresh shared low-level encoder an exact copy of `visual`.
             init.kaiming_uniform_(module.lora_A, a=5**0.5)
             init.zeros_(module.lora_B)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None):
+        # The low-level embeddings reach the injection layer as keyword arguments; re-entrant
+        # checkpointing passes no gradient through those, so the low-level tower would silently
+        # stop learning. Non-re-entrant checkpointing (transformers' default) keeps them.
+        kwargs = dict(gradient_checkpointing_kwargs or {})
+        if kwargs.get("use_reentrant"):
+            logger.warning("Deep-VRM needs non-re-entrant gradient checkpointing; using use_reentrant=False.")
+        kwargs["use_reentrant"] = False
+        super().gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
     def share_vision_tower(self, rank: int | None = None):
         """Switch to the shared-tower form (see shared_tower.py); exact. Returns self."""
