@@ -73,6 +73,11 @@ def parse_args(argv: list[str]):
         parser.error("--stage is required (1 or 2), directly or through --recipe.")
     if model_args.model is None:
         parser.error("--model is required (a preset name, a model folder or a Hub id).")
+    if not data_args.eval_data and "eval_strategy" not in given:
+        from transformers.trainer_utils import IntervalStrategy
+
+        training_args.eval_strategy = IntervalStrategy.NO  # the recipe's schedule needs --eval-data
+        training_args.do_eval = False
     if training_args.gradient_checkpointing and not training_args.gradient_checkpointing_kwargs:
         # Non-reentrant checkpointing works with frozen inputs (LoRA) without enable_input_require_grads.
         training_args.gradient_checkpointing_kwargs = {"use_reentrant": False}

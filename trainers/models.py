@@ -64,7 +64,12 @@ def model_kind(path: str) -> str:
         return "adapter"
     if local.exists() and not (local / "config.json").exists():
         raise ValueError(f"{path}: no config.json (not a model folder) and no adapter_config.json.")
-    model_type = _config_dict(path).get("model_type")
+    if not local.exists() and (local.is_absolute() or path.startswith((".", "~")) or path.count("/") != 1):
+        raise ValueError(f"{path}: no such model folder, and not a preset ({', '.join(preset_names())}) or a Hub id.")
+    try:
+        model_type = _config_dict(path).get("model_type")
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read its config ({error}).") from error
     if model_type in ("deepvrm", "qwen2_5_vl"):
         return model_type
     raise ValueError(f"{path}: a {model_type!r} model; Deep-VRM trains Qwen2.5-VL models (qwen2_5_vl or deepvrm).")
@@ -95,8 +100,21 @@ def load_stage1_model(path: str, dtype="auto", meta: bool = False, attn_implemen
         return load_adapter_folder(path, dtype=dtype)
     if kind == "deepvrm":
         # Its base: everything but the low-level tower (and the gate of gated fusion).
+        from transformers.utils import logging as hf_logging
+
         config = stock_config(DeepVRMConfig.from_pretrained(path))
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, config=config, dtype=_dtype(dtype), **kwargs)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # its visual_low_level.* weights are unused here, as intended
+        try:
+            model, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                path, config=config, dtype=_dtype(dtype), output_loading_info=True, **kwargs
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        if info["missing_keys"]:
+            from deepvrm import MissingWeightsError
+
+            raise MissingWeightsError(f"{path} is missing weights of the base model: {sorted(info['missing_keys'])[:8]}")
         return model
     return Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=_dtype(dtype), **kwargs)
 

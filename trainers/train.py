@@ -184,8 +184,11 @@ def _resume_point(training_args):
     return None
 
 
-def train(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeArguments, training_args) -> dict:
-    """Run one stage; returns the training metrics (and the final evaluation's, if any)."""
+def train(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeArguments, training_args, callbacks=None) -> dict:
+    """Run one stage; returns the training metrics (and the final evaluation's, if any).
+
+    `callbacks`: extra `transformers.TrainerCallback`s (e.g. to stop early).
+    """
     from transformers import set_seed
 
     from .collator import DeepVRMCollator
@@ -211,7 +214,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeAr
     collator = DeepVRMCollator(processor, objective=recipe.objective, labels=tuple(labels))
     eval_collator = DeepVRMCollator(processor, objective=recipe.objective, labels=tuple(labels), eval_mode=True)
     if not eval_datasets:
-        training_args.eval_strategy = "no"
+        from transformers.trainer_utils import IntervalStrategy
+
+        training_args.eval_strategy = IntervalStrategy.NO
     trainer = DeepVRMTrainer(
         model=peft_model,
         args=training_args,
@@ -223,10 +228,12 @@ def train(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeAr
         compute_metrics=compute_metrics if eval_datasets else None,
         merger_learning_rate=recipe.merger_learning_rate,
         answer_token_ids=answer_token_ids,
+        callbacks=callbacks,
     )
     result = trainer.train(resume_from_checkpoint=_resume_point(training_args))
     metrics = dict(result.metrics)
     trainer.save_metrics("train", metrics)
+    trainer.save_state()  # trainer_state.json: the log history
     if eval_datasets:
         eval_metrics = trainer.evaluate()
         trainer.save_metrics("eval", eval_metrics)
@@ -267,7 +274,8 @@ def save_final_model(trainer, processor, adapter_only: bool, info: dict) -> None
     if not trainer.args.should_save:
         return
     if sharded:
-        merged = load_adapter_folder(os.path.join(output_dir, "adapter"))
+        with _outside_zero3():  # build the full model on this process, not a ZeRO-3-partitioned one
+            merged = load_adapter_folder(os.path.join(output_dir, "adapter"))
     else:
         merged = trainer.model.merge_and_unload()
     merged.config.use_cache = True
@@ -275,6 +283,22 @@ def save_final_model(trainer, processor, adapter_only: bool, info: dict) -> None
     processor.save_pretrained(output_dir)
     write_training_info(output_dir, **info)
     logger.info("Saved the merged model to %s", output_dir)
+
+
+class _outside_zero3:
+    """While active, transformers builds models whole even when a ZeRO-3 run registered its config."""
+
+    def __enter__(self):
+        from transformers.integrations import deepspeed as ds
+
+        self._ref = ds._hf_deepspeed_config_weak_ref
+        ds.unset_hf_deepspeed_config()
+
+    def __exit__(self, *exc):
+        from transformers.integrations import deepspeed as ds
+
+        ds._hf_deepspeed_config_weak_ref = self._ref
+        return False
 
 
 __all__ = ["ModelArguments", "DataArguments", "RecipeArguments", "build_peft_model", "build_datasets", "train", "dry_run"]
