@@ -103,7 +103,7 @@ def explain(error: BaseException, stage: str, endpoint: str, repo_id: str) -> Hu
     if http is not None:
         status = http.response.status_code
         detail = (getattr(http, "server_message", None) or "").strip()
-        detail = f" The Hub said: {detail}" if detail else ""
+        detail = f" The Hub said: {detail}" + ("" if detail.endswith((".", "!", "?")) else ".") if detail else ""
         owner = repo_id.split("/")[0]
         if status == 401:
             message = (
