@@ -1,0 +1,445 @@
+"""What `deepvrm probe` and `deepvrm attribute` share: loading a model (Deep-VRM or plain
+Qwen2.5-VL) behind one small interface, reading the datasets, opening images with per-file errors,
+and writing tables and plots.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..configuration.configuration_deepvrm import DEFAULT_LABELS, DEFAULT_PIXELS, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
+from ..modeling import mm_token_type_ids_from_input_ids
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+# ----------------------------------------------------------------------------------------- devices
+def resolve_device(name: str = "auto") -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here.")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name in (None, "auto"):
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; choose one of auto, {', '.join(DTYPES)}.")
+    return DTYPES[name]
+
+
+def add_runtime_arguments(parser, batch_size: int = 8) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="auto: bf16 on GPU, fp32 on CPU")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"images per forward pass (default {batch_size})")
+
+
+# ----------------------------------------------------------------------------------------- models
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded (the message says why)."""
+
+
+@dataclass
+class AnalysisModel:
+    """A loaded backbone and what the analyses need to drive it.
+
+    `model` is a `DeepVRMModel` (kind "deepvrm") or a stock `Qwen2_5_VLModel` (kind "qwen2_5_vl");
+    both are run on the paper's chat prompt, left-padded so that the last prompt token is at -1.
+    """
+
+    model: torch.nn.Module
+    kind: str
+    config: object  # top-level config (image_token_id, text_config, ...)
+    image_processor: object
+    prefix_ids: list[int]
+    suffix_ids: list[int]
+    pad_id: int
+    answer_rows: torch.Tensor | None  # [2, hidden]: LM-head rows of the real and fake answers
+    source: str
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.text_config.num_hidden_layers
+
+    @property
+    def injection_layer(self) -> int | None:
+        return self.config.injection_layer if self.kind == "deepvrm" else None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def image_token_id(self) -> int:
+        return self.config.image_token_id
+
+    def prompt_inputs(self, image_grid_thw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Left-padded prompt ids (one image each) and the attention mask (None without padding),
+        as `DeepVRMForImageClassification.build_prompt_inputs` builds them."""
+        merge = self.config.vision_config.spatial_merge_size ** 2
+        counts = (image_grid_thw.prod(-1) // merge).tolist()
+        lengths = [len(self.prefix_ids) + n + len(self.suffix_ids) for n in counts]
+        longest = max(lengths)
+        input_ids = torch.full((len(counts), longest), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(counts), longest), dtype=torch.long)
+        for row, (n, length) in enumerate(zip(counts, lengths)):
+            ids = self.prefix_ids + [self.image_token_id] * n + self.suffix_ids
+            input_ids[row, longest - length :] = torch.tensor(ids)
+            attention_mask[row, longest - length :] = 1
+        device = self.device
+        return input_ids.to(device), (None if min(lengths) == longest else attention_mask.to(device))
+
+    def forward(self, image_grid_thw, pixel_values=None, **kwargs):
+        """One prefill pass over the detection prompt; returns the model output and the input ids."""
+        image_grid_thw = image_grid_thw.to(self.device)
+        input_ids, attention_mask = self.prompt_inputs(image_grid_thw)
+        if pixel_values is not None:
+            pixel_values = pixel_values.to(self.device, self.dtype)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            pixel_values=pixel_values,
+            image_grid_thw=image_grid_thw,
+            # stock Qwen2.5-VL computes its 3-D (M-RoPE) positions only when given these
+            mm_token_type_ids=mm_token_type_ids_from_input_ids(input_ids, self.config),
+            use_cache=False,
+            **kwargs,
+        )
+        return outputs, input_ids
+
+    def fake_logodds(self, last_states: torch.Tensor) -> torch.Tensor:
+        """logit(fake) - logit(real) from final (normed) hidden states at the answer position."""
+        if self.answer_rows is None:
+            raise ValueError(f"{self.source}: no answer token ids, so the model's real/fake logits are unknown.")
+        logits = last_states.float() @ self.answer_rows.float().T
+        return logits[:, 1] - logits[:, 0]
+
+
+def _weight_names(model_id: str) -> set[str] | None:
+    """Tensor names of a checkpoint (local folder or Hub id), read from headers only; None if unknown."""
+    try:
+        if os.path.isdir(model_id):
+            names: set[str] = set()
+            indexes = glob.glob(os.path.join(model_id, "*.safetensors.index.json"))
+            if indexes:
+                for index in indexes:
+                    with open(index) as f:
+                        names.update(json.load(f).get("weight_map", {}))
+                return names
+            from safetensors import safe_open
+
+            for path in glob.glob(os.path.join(model_id, "*.safetensors")):
+                with safe_open(path, framework="pt") as f:
+                    names.update(f.keys())
+            return names or None
+        from huggingface_hub import get_safetensors_metadata
+
+        return set(get_safetensors_metadata(model_id).weight_map)
+    except Exception:
+        return None
+
+
+def checkpoint_kind(model_id: str) -> str:
+    """"deepvrm" (our folders and the official release's) or "qwen2_5_vl" (a plain Qwen2.5-VL)."""
+    from transformers import PretrainedConfig
+
+    try:
+        config_dict, _ = PretrainedConfig.get_config_dict(model_id)
+    except Exception as error:
+        raise ModelLoadError(f"cannot read the config of {model_id!r}: {' '.join(str(error).split())}") from error
+    model_type = config_dict.get("model_type")
+    if model_type == "deepvrm":
+        return "deepvrm"
+    if model_type != "qwen2_5_vl":
+        raise ModelLoadError(f"{model_id}: model_type {model_type!r}; expected a Deep-VRM or a Qwen2.5-VL checkpoint.")
+    names = _weight_names(model_id)
+    if names is None:
+        return "unknown-qwen2_5_vl"
+    return "deepvrm" if any("visual_low_level." in name for name in names) else "qwen2_5_vl"
+
+
+def load_analysis_model(
+    model_id: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    require_deepvrm: bool = False,
+    pixels: int | None = None,
+) -> AnalysisModel:
+    """A Deep-VRM (our folders, official-layout folders, Hub ids) or a plain Qwen2.5-VL checkpoint.
+
+    `pixels` overrides the image budget (default: the Deep-VRM config's, or the paper's 512x512).
+    """
+    from ..loading import MissingWeightsError
+    from ..modeling import DeepVRMForImageClassification
+    from ..processing import DeepVRMImageProcessor
+
+    model_id = os.path.expanduser(os.fspath(model_id))
+    if os.path.isdir(model_id) and not os.path.isfile(os.path.join(model_id, "config.json")):
+        raise ModelLoadError(f"{model_id} is a folder but holds no config.json: not a model folder.")
+    kind = checkpoint_kind(model_id)
+    if kind != "qwen2_5_vl":
+        try:
+            classifier = DeepVRMForImageClassification.from_pretrained(model_id, dtype=dtype)
+            kind = "deepvrm"
+        except MissingWeightsError as error:
+            if kind == "deepvrm" or require_deepvrm:
+                raise ModelLoadError(str(error)) from error
+            kind = "qwen2_5_vl"
+        except Exception as error:
+            raise ModelLoadError(f"cannot load {model_id!r}: {type(error).__name__}: {' '.join(str(error).split())}") from error
+    if kind == "qwen2_5_vl" and require_deepvrm:
+        raise ModelLoadError(
+            f"{model_id} is a plain Qwen2.5-VL checkpoint (no low-level encoder `visual_low_level.*`): "
+            "attribution needs a Deep-VRM model."
+        )
+    if kind == "deepvrm":
+        config = classifier.config
+        if not config.has_prompt_ids:
+            raise ModelLoadError(f"{model_id}: the model has no prompt token ids and no usable tokenizer.")
+        model = classifier.model
+        rows = classifier.lm_head.weight[list(config.answer_token_ids)].detach()
+        prefix, suffix = list(config.prompt_prefix_ids), list(config.prompt_suffix_ids)
+        budget = pixels or config.max_pixels
+        del classifier
+    else:
+        from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+        from ..tokenization import prompt_ids_from_tokenizer
+
+        try:
+            full = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_id, dtype=dtype)
+            tokenizer = AutoTokenizer.from_pretrained(model_id)
+        except Exception as error:
+            raise ModelLoadError(f"cannot load {model_id!r}: {type(error).__name__}: {' '.join(str(error).split())}") from error
+        config = full.config
+        ids = prompt_ids_from_tokenizer(tokenizer, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT, ())
+        prefix, suffix = ids["prompt_prefix_ids"], ids["prompt_suffix_ids"]
+        try:
+            answers = prompt_ids_from_tokenizer(tokenizer, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT, DEFAULT_LABELS)
+            rows = full.lm_head.weight[answers["answer_token_ids"]].detach()
+        except ValueError:
+            rows = None
+        model = full.model
+        budget = pixels or DEFAULT_PIXELS
+        del full
+    vision = config.vision_config
+    image_processor = DeepVRMImageProcessor(
+        size={"shortest_edge": budget, "longest_edge": budget},
+        patch_size=vision.patch_size,
+        temporal_patch_size=vision.temporal_patch_size,
+        merge_size=vision.spatial_merge_size,
+    )
+    pad_id = config.text_config.pad_token_id
+    pad_id = pad_id if pad_id is not None else (config.text_config.eos_token_id or 0)
+    if isinstance(pad_id, (list, tuple)):
+        pad_id = pad_id[0]
+    model.to(device).eval()
+    return AnalysisModel(
+        model=model,
+        kind=kind,
+        config=config,
+        image_processor=image_processor,
+        prefix_ids=prefix,
+        suffix_ids=suffix,
+        pad_id=int(pad_id),
+        answer_rows=None if rows is None else rows.to(device),
+        source=model_id,
+    )
+
+
+# ----------------------------------------------------------------------------------------- data
+@dataclass
+class Dataset:
+    name: str
+    path: str
+    samples: list  # deepvrm.trainers.data.Sample
+    skipped_unlabelled: int = 0
+    total: int = 0
+
+
+def parse_data_argument(value: str) -> tuple[str, str]:
+    """`NAME=PATH` or `PATH` (named after the file or folder)."""
+    if "=" in value and not os.path.exists(value):
+        name, path = value.split("=", 1)
+        return name, path
+    path = Path(value.rstrip("/\\"))
+    return (path.stem if path.is_file() else path.name) or str(value), value
+
+
+def read_datasets(values: list[str], max_images: int | None = None, need_labels: bool = True, seed: int = 0) -> list[Dataset]:
+    """One `Dataset` per `--data` value. With `max_images`, a seeded sample that keeps the classes
+    as balanced as the data allow."""
+    from ..trainers.data import read_samples
+
+    datasets, seen = [], {}
+    for value in values:
+        name, path = parse_data_argument(value)
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}-{seen[name]}"
+        seen.setdefault(name, 1)
+        samples = read_samples(path)
+        total = len(samples)
+        labelled = [s for s in samples if s.label is not None]
+        skipped = total - len(labelled) if need_labels else 0
+        if need_labels:
+            samples = labelled
+        if max_images is not None and len(samples) > max_images:
+            samples = balanced_subset(samples, max_images, seed)
+        datasets.append(Dataset(name=name, path=str(path), samples=samples, skipped_unlabelled=skipped, total=total))
+    return datasets
+
+
+def balanced_subset(samples: list, n: int, seed: int = 0) -> list:
+    """`n` samples drawn with a fixed seed, alternating classes while both last (input order kept)."""
+    rng = random.Random(seed)
+    by_label: dict = {}
+    for index, sample in enumerate(samples):
+        by_label.setdefault(sample.label, []).append(index)
+    for indices in by_label.values():
+        rng.shuffle(indices)
+    chosen, queues = [], [list(v) for _, v in sorted(by_label.items(), key=lambda kv: str(kv[0]))]
+    while len(chosen) < n and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < n:
+                chosen.append(queue.pop())
+    return [samples[i] for i in sorted(chosen)]
+
+
+# ----------------------------------------------------------------------------------------- images
+def open_rgb(path: str):
+    """The image as upright RGB, or raises `ValueError` with a one-line reason naming the file."""
+    try:
+        from ..image_io import ImageError, fit_aspect_ratio, open_image
+    except ImportError:  # pragma: no cover - image_io ships with the package
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                image.load()
+                return image.convert("RGB")
+        except Exception as error:
+            raise ValueError(f"{path}: cannot read the image ({type(error).__name__}: {error})") from None
+    try:
+        return fit_aspect_ratio(open_image(path))
+    except ImageError as error:
+        raise ValueError(str(error)) from None
+
+
+@dataclass
+class Prepared:
+    index: int
+    pixel_values: torch.Tensor | None = None
+    grid: torch.Tensor | None = None
+    image: object = None  # the RGB picture (kept only when asked)
+    error: str | None = None
+
+
+def prepare(am: AnalysisModel, index: int, path: str, keep_image: bool = False) -> Prepared:
+    try:
+        image = open_rgb(path)
+    except ValueError as error:
+        return Prepared(index, error=str(error))
+    try:
+        inputs = am.image_processor(images=[image], return_tensors="pt")
+    except Exception as error:
+        return Prepared(index, error=f"{path}: cannot preprocess it ({type(error).__name__}: {error})")
+    return Prepared(index, inputs["pixel_values"], inputs["image_grid_thw"], image if keep_image else None)
+
+
+def batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def concat(prepared: list[Prepared]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.cat([p.pixel_values for p in prepared]), torch.cat([p.grid for p in prepared])
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+# ----------------------------------------------------------------------------------------- output
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def text_table(headers: list[str], rows: list[list]) -> str:
+    cells = [headers] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, or None when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+NO_MATPLOTLIB = "matplotlib is not installed, so no PNG was drawn (pip install matplotlib)."
+
+
+def json_ready(value):
+    """NaN and infinities become null; numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(json_ready(data), indent=2) + "\n")
+
+
+def fmt(mean: float, std: float | None = None, digits: int = 3) -> str:
+    if mean is None or not np.isfinite(mean):
+        return "n/a"
+    if std is None or not np.isfinite(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f}±{std:.{digits}f}"
+
+
+__all__ = [
+    "AnalysisModel",
+    "Dataset",
+    "ModelLoadError",
+    "load_analysis_model",
+    "read_datasets",
+    "prepare",
+]
