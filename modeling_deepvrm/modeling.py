@@ -74,15 +74,16 @@ class DeepVRMPreTrainedModel(DeepVRMLoadingMixin, Qwen2_5_VLPreTrainedModel):
             init.kaiming_uniform_(module.lora_A, a=5**0.5)
             init.zeros_(module.lora_B)
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None):
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, **kwargs):
         # The low-level embeddings reach the injection layer as keyword arguments; re-entrant
         # checkpointing passes no gradient through those, so the low-level tower would silently
         # stop learning. Non-re-entrant checkpointing (transformers' default) keeps them.
-        kwargs = dict(gradient_checkpointing_kwargs or {})
-        if kwargs.get("use_reentrant"):
+        # (`**kwargs`: the Trainer's `every_n_layers` / `offload`, via activation_checkpointing_enable.)
+        checkpoint_kwargs = dict(gradient_checkpointing_kwargs or {})
+        if checkpoint_kwargs.get("use_reentrant"):
             logger.warning("Deep-VRM needs non-re-entrant gradient checkpointing; using use_reentrant=False.")
-        kwargs["use_reentrant"] = False
-        super().gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        checkpoint_kwargs["use_reentrant"] = False
+        super().gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpoint_kwargs, **kwargs)
 
     def share_vision_tower(self, rank: int | None = None):
         """Switch to the shared-tower form (see shared_tower.py); exact. Returns self."""
