@@ -39,7 +39,7 @@ def image_folder(tmp_path_factory):
     return root
 
 
-def _stage2_trainer(tiny_model_dir, image_folder, tmp_path, **overrides):
+def _stage2_trainer(tiny_model_dir, image_folder, tmp_path, extra_args=(), **overrides):
     from deepvrm.trainers.collator import DeepVRMCollator
     from deepvrm.trainers.data import load_dataset_source
     from deepvrm.trainers.models import load_processor
@@ -48,7 +48,8 @@ def _stage2_trainer(tiny_model_dir, image_folder, tmp_path, **overrides):
 
     model_args, _, recipe, training_args = parse_args(
         ["--stage", "2", "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "out"), *FAST,
-         "--max-steps", "2", "--learning-rate", "1e-2", "--weight-decay", "0", "--warmup-steps", "0", "--save-strategy", "no"]
+         "--max-steps", "2", "--learning-rate", "1e-2", "--weight-decay", "0", "--warmup-steps", "0", "--save-strategy", "no",
+         *extra_args]
     )
     for key, value in overrides.items():
         setattr(recipe, key, value)
@@ -64,8 +65,11 @@ def _stage2_trainer(tiny_model_dir, image_folder, tmp_path, **overrides):
     )
 
 
-def test_stage2_freezes_exactly_what_the_recipe_says(tiny_model_dir, image_folder, tmp_path):
-    trainer = _stage2_trainer(tiny_model_dir, image_folder, tmp_path)
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "gradient-checkpointing"])
+def test_stage2_freezes_exactly_what_the_recipe_says(tiny_model_dir, image_folder, tmp_path, checkpointing):
+    """With gradient checkpointing too: the low-level embeddings reach the injection layer as keyword
+    arguments, and the low-level tower must still receive gradients through the checkpoint."""
+    trainer = _stage2_trainer(tiny_model_dir, image_folder, tmp_path, ["--gradient-checkpointing"] if checkpointing else [])
     model = trainer.model
     config = model.get_base_model().config
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -83,6 +87,7 @@ def test_stage2_freezes_exactly_what_the_recipe_says(tiny_model_dir, image_folde
     assert any(".visual_low_level.merger." in n for n in trainable) and any(".mlp.down_proj." in n for n in trainable)
     # Two optimiser steps: LoRA's B starts at zero, so A first receives a gradient in the second.
     trainer.train()
+    assert model.get_base_model().is_activation_checkpointing == checkpointing
     merger_groups = [g for g in trainer.optimizer.param_groups if g.get("deepvrm_group") == "merger"]
     assert merger_groups and all(".merger." in n for n, p in model.named_parameters()
                                  if any(p is q for g in merger_groups for q in g["params"]))
