@@ -305,7 +305,10 @@ def _weights(model_dir: Path, config, max_shard_size: int, scratch_parent: str |
 
 # ---------------------------------------------------------------------------------------------- processor
 def _processor_files(source: Path, config, scratch: Path) -> list[ExportFile]:
-    """The processor saved through the package's classes (so its settings are Deep-VRM's), with auto_map."""
+    """The processor saved through the package's classes (so its settings are Deep-VRM's), with auto_map.
+
+    `config` (a Deep-VRM config, or a callable giving one) is needed only to build the processor around
+    a bare tokenizer (e.g. Qwen2.5-VL's), whose pixel budget and patch sizes come from it."""
     from deepvrm import DeepVRMProcessor
 
     processor_config = source / "processor_config.json"
@@ -323,6 +326,7 @@ def _processor_files(source: Path, config, scratch: Path) -> list[ExportFile]:
 
             from deepvrm.init_model import build_processor
 
+            config = config() if callable(config) else config
             processor = build_processor(config, tokenizer=AutoTokenizer.from_pretrained(source))
     except ExportError:
         raise
@@ -351,9 +355,41 @@ def _processor_files(source: Path, config, scratch: Path) -> list[ExportFile]:
 
 
 # ---------------------------------------------------------------------------------------------- metrics
+TRAINER_EVAL_FILE = "eval_results.json"  # HF Trainer's save_metrics("eval"): {"eval_<set>_<metric>": value}
+_TRAINER_METRIC = re.compile(r"eval_(?:(.+?)_)?(real_accuracy|fake_accuracy|average_precision|roc_auc|accuracy|n_real|n_fake)")
+
+
+def trainer_eval_metrics(path: Path) -> dict | None:
+    """The evaluation at the end of `deepvrm train` (eval_results.json) in the `deepvrm evaluate` shape."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    result: dict[str, dict] = {}
+    for key, value in data.items() if isinstance(data, dict) else ():
+        match = _TRAINER_METRIC.fullmatch(key)
+        if match and (value is None or isinstance(value, (int, float))):
+            result.setdefault(match.group(1) or "evaluation set", {})[match.group(2)] = value
+    return {name: m for name, m in result.items() if "accuracy" in m} or None
+
+
 def find_metrics(model_dir: Path, metrics: str | os.PathLike | None) -> tuple[dict | None, Path | None]:
-    """The `deepvrm evaluate` metrics given, or found beside the model (metrics.json, eval_metrics.json)."""
+    """The `deepvrm evaluate` metrics given, or found beside the model (metrics.json, eval_metrics.json;
+    else the end-of-training evaluation of `deepvrm train`, eval_results.json)."""
     path = Path(metrics) if metrics else next((model_dir / n for n in METRICS_FILES if (model_dir / n).exists()), None)
+    if path is None and (model_dir / TRAINER_EVAL_FILE).exists():
+        data = trainer_eval_metrics(model_dir / TRAINER_EVAL_FILE)
+        return (data, model_dir / TRAINER_EVAL_FILE) if data else (None, None)
+    if path is None:
+        return None, None
+    if not metrics:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None, None
+        if not isinstance(data, dict) or not any(isinstance(v, dict) and "accuracy" in v for v in data.values()):
+            return None, None  # some other tool's file of that name: not ours to put in the card
+        return data, path
     if path is None:
         return None, None
     data = _read_json(path)
@@ -410,7 +446,7 @@ def plan_export(
 
 
 def _fill_plan(plan, small: Path, repo_id, base_model, metrics, license, datasets, processor_dir, max_shard, scratch_dir):
-    from .model_card import CardInfo, render_card
+    from .model_card import CardInfo, public_training_record, render_card
 
     model_dir = plan.model_dir
     training = _read_json(model_dir / TRAINING_INFO) if (model_dir / TRAINING_INFO).exists() else {}
@@ -463,7 +499,8 @@ def _fill_plan(plan, small: Path, repo_id, base_model, metrics, license, dataset
             dtypes=sorted({d for _, d, _, _ in adapter_infos.values()}),
         )
         if training:
-            plan.files.append(ExportFile(TRAINING_INFO, content=_json_bytes(dict(training, base_model=info.base_model))))
+            record = public_training_record(training, info.base_model)
+            plan.files.append(ExportFile(TRAINING_INFO, content=_json_bytes(record)))
         if config is not None:
             plan.files.append(_config_file(config))
 
@@ -475,8 +512,7 @@ def _fill_plan(plan, small: Path, repo_id, base_model, metrics, license, dataset
     processor_source = _processor_source(plan, processor_dir, training)
     if plan.kind == "full" or processor_source is not None:
         processor_source = processor_source or model_dir
-        processor_config = config if config is not None else _load_config(processor_source)
-        plan.files += _processor_files(processor_source, processor_config, small)
+        plan.files += _processor_files(processor_source, config or (lambda: _config_for_processor(processor_source, training)), small)
         plan.summary["has_processor"] = True
 
     remote = generate_remote_code()
@@ -484,9 +520,26 @@ def _fill_plan(plan, small: Path, repo_id, base_model, metrics, license, dataset
     plan.summary["remote_code"] = {"sources": remote.sources, "left_out": remote.left_out, "hash": remote.source_hash}
 
     info.metrics, info.metrics_path = find_metrics(model_dir, metrics)
+    state_file = model_dir / "trainer_state.json"
+    if state_file.exists():
+        try:
+            info.trainer_state = json.loads(state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info.trainer_state = None
     info.summary = plan.summary
     plan.files.append(ExportFile("README.md", content=render_card(info).encode("utf-8")))
     plan.summary["base_model"] = info.base_model
+
+
+def _config_for_processor(source: Path, training: dict):
+    """A Deep-VRM config for building a processor when the export has none of its own."""
+    for folder in (source, training.get("base_model")):
+        if isinstance(folder, (str, Path)) and (Path(folder).expanduser() / "config.json").exists():
+            return _load_config(Path(folder).expanduser())
+    raise ExportError(
+        f"{source} has a tokenizer but no Deep-VRM processor and no config.json to build one from; "
+        "save the DeepVRMProcessor there, or pass --processor DIR."
+    )
 
 
 def _has_tokenizer(folder: Path) -> bool:

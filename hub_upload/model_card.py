@@ -10,6 +10,7 @@ exports of the same folder, so exports are byte-for-byte reproducible.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ class CardInfo:
     metrics: dict | None = None
     metrics_path: Path | None = None
     summary: dict = field(default_factory=dict)
+    trainer_state: dict | None = None
 
     @property
     def repo(self) -> str:
@@ -158,6 +160,11 @@ def _model_facts(info: CardInfo) -> list[str]:
             + (f" (about {int(config.min_pixels ** 0.5)}x{int(config.min_pixels ** 0.5)})." if config.min_pixels == config.max_pixels else f" to {config.max_pixels:,} pixels."),
             f"- Labels: {', '.join(config.labels)}; the detection prompt: \"{config.prompt}\"",
         ]
+    elif info.training.get("injection_layer") is not None:
+        facts.append(
+            f"- Residual injection before decoder layer {info.training['injection_layer']} "
+            f"({info.training.get('fusion') or 'mean'} fusion)."
+        )
     params = info.summary.get("parameters")
     if params:
         what = "adapter parameters" if info.kind == "adapter" else "parameters"
@@ -254,21 +261,51 @@ def _usage_adapter(info: CardInfo) -> list[str]:
     ]
 
 
+def _short(value):
+    """Settings as they may appear on a public page: local paths shortened to their last component."""
+    if isinstance(value, str) and (value.startswith(("/", "~", "./", "../")) or os.sep in value and Path(value).exists()):
+        return Path(value).name or value
+    if isinstance(value, list):
+        return [_short(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _short(v) for k, v in value.items()}
+    return value
+
+
+def public_training_record(training: dict, base_model: str | None) -> dict:
+    """`deepvrm_training.json` as published: the base named by its Hub id, no local paths."""
+    record = {k: _short(v) for k, v in training.items()}
+    if base_model:
+        record["base_model"] = base_model
+    return record
+
+
 def _training(info: CardInfo) -> list[str]:
     lines = []
-    training = info.training
+    training = public_training_record(info.training, info.base_model) if info.training else {}
     if training:
         stage = training.get("stage")
-        lines.append(
-            f"Trained with `deepvrm train`{f' (stage {stage})' if stage else ''}. Recorded settings:"
-        )
+        lines.append(f"Trained with `deepvrm train`{f' (stage {stage})' if stage else ''}. Recorded settings:")
         lines.append("")
         for key in sorted(training):
             value = training[key]
-            if isinstance(value, (dict, list)) and len(str(value)) > 200:
-                continue
-            lines.append(f"- `{key}`: {value}")
+            if isinstance(value, dict):
+                lines.append(f"- `{key}`:")
+                lines += [f"  - `{k}`: {v}" for k, v in sorted(value.items())]
+            else:
+                lines.append(f"- `{key}`: {value}")
         lines.append("")
+    state = info.trainer_state or {}
+    if state.get("global_step"):
+        losses = [entry["loss"] for entry in state.get("log_history", []) if isinstance(entry.get("loss"), (int, float))]
+        text = f"{state['global_step']:,} optimizer steps"
+        if state.get("epoch") is not None:
+            text += f" ({float(state['epoch']):.2f} epochs)"
+        if state.get("train_batch_size"):
+            text += f", batch size {state['train_batch_size']} per device"
+        if losses:
+            text += f", last logged training loss {losses[-1]:.4f}"
+        lines += [f"Run (trainer_state.json): {text}.", ""]
     adapter = info.adapter_config
     if adapter:
         targets = adapter.get("target_modules")
@@ -286,7 +323,7 @@ def _training(info: CardInfo) -> list[str]:
         "the low-level encoder, on real COCO images and their reconstructions through the Stable Diffusion 2.1 VAE. "
         "AdamW, lr 1e-4, cosine schedule, 2 epochs, bf16, loss on the answer tokens only.",
     ]
-    if not training and not adapter:
+    if not training and not adapter and not state:
         lines += ["", "No training record (`deepvrm_training.json`) was found beside this model: what it was trained on "
                   "is not stated here."]  # fmt: skip
     return lines
@@ -311,7 +348,9 @@ def render_card(info: CardInfo) -> str:
         lines += ["## Model", "", *facts, ""]
     lines += ["## Usage", "", *(_usage_adapter(info) if adapter else _usage_full(info)), ""]
     if info.metrics:
-        lines += ["## Evaluation", "", "Results of `deepvrm evaluate` on this model "
+        source = ("the evaluation at the end of `deepvrm train`" if info.metrics_path and info.metrics_path.name == "eval_results.json"
+                  else "`deepvrm evaluate` on this model")  # fmt: skip
+        lines += ["## Evaluation", "", f"Results of {source} "
                   "(accuracy at the model's threshold; AP and ROC-AUC of P(fake), fake = positive class):", "",
                   *metrics_table(info.metrics), ""]  # fmt: skip
     lines += [

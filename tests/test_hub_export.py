@@ -46,9 +46,10 @@ def _card_metadata(path: Path) -> dict:
     return yaml.safe_load(text.split("---\n")[1])
 
 
-def make_adapter_folder(base_dir: Path, out: Path, with_config: bool = True):
+def make_adapter_folder(base_dir: Path, out: Path, with_config: bool = True, with_processor: bool = False):
     """A stage-2-like run folder: a PEFT LoRA adapter on a couple of decoder and low-level-encoder layers,
-    deepvrm_training.json, and (optionally) the Deep-VRM config. Returns the PEFT model (for reference scores)."""
+    deepvrm_training.json, and optionally the Deep-VRM config and the processor (the HF Trainer saves its
+    processing class beside the adapter). Returns the PEFT model (for reference scores)."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
@@ -59,6 +60,8 @@ def make_adapter_folder(base_dir: Path, out: Path, with_config: bool = True):
     peft_model.save_pretrained(out)
     if with_config:
         model.config.save_pretrained(out)
+    if with_processor:
+        DeepVRMProcessor.from_pretrained(base_dir).save_pretrained(out)
     info = {"stage": 2, "base_model": str(base_dir), "injection_layer": model.config.injection_layer,
             "fusion": model.config.fusion, "objective": "lm", "lora_r": 4, "lora_alpha": 8}  # fmt: skip
     (out / "deepvrm_training.json").write_text(json.dumps(info, indent=2))
@@ -283,16 +286,32 @@ def test_adapter_folder_written_like_deepvrm_train(exports, tmp_path):
     """No config.json beside the adapter (as `deepvrm train --save-adapter-only` writes it): the card is
     built from deepvrm_training.json, and a local base with no Hub id is refused with the fix named."""
     run = tmp_path / "run"
-    make_adapter_folder(Path(exports["model"]), run, with_config=False)
+    make_adapter_folder(Path(exports["model"]), run, with_config=False, with_processor=True)
+    # what the HF Trainer leaves beside it: the end-of-training evaluation and the log history
+    (run / "eval_results.json").write_text(json.dumps({"epoch": 2.0, "eval_toy_accuracy": 0.75, "eval_toy_real_accuracy": 0.5,
+                                                       "eval_toy_roc_auc": None, "eval_toy_n_real": 8, "eval_loss": 1.2}))  # fmt: skip
+    (run / "trainer_state.json").write_text(json.dumps({"global_step": 12, "epoch": 2.0, "train_batch_size": 4,
+                                                        "log_history": [{"loss": 0.9}, {"loss": 0.41}]}))  # fmt: skip
     with pytest.raises(ExportError, match="--base-model"):
         plan_export(run, adapter_only=True)
     out = tmp_path / "out"
     plan = export_model(run, out, adapter_only=True, base_model="test-org/tiny-base", repo_id="test-org/lora")
     names = {p.name for p in out.iterdir()}
     assert "config.json" not in names and {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= names
+    assert PROCESSOR_FILES <= names  # the run folder's processor
+    assert "README.md" in {p.name for p in run.iterdir()}  # PEFT's own card in the run folder is replaced by ours
+    assert "peft" in _card_metadata(out / "README.md")["library_name"]
     assert plan.summary["parameters"] > 0
     text = (out / "README.md").read_text()
     assert "injection_layer" in text and "test-org/tiny-base" in text
+    assert "12 optimizer steps (2.00 epochs)" in text and "0.4100" in text
+    results = _card_metadata(out / "README.md")["model-index"][0]["results"]
+    assert results[0]["dataset"]["name"] == "toy"
+    assert {m["type"]: m["value"] for m in results[0]["metrics"]} == {"accuracy": 0.75, "real_accuracy": 0.5}
+    # no local paths on the public page or in the published training record
+    record = (out / "deepvrm_training.json").read_text()
+    assert str(tmp_path) not in text and str(tmp_path) not in record and str(exports["root"]) not in record
+    assert json.loads(record)["base_model"] == "test-org/tiny-base"
 
 
 def test_export_is_reproducible(exports, tmp_path):
