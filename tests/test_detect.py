@@ -21,6 +21,9 @@ from deepvrm import detect
 from deepvrm.detect import collect_inputs, main
 from deepvrm.scoring import Detector
 
+# The official release's folder layout, as the core tests write it (a 28-layer tiny-width model).
+from test_official_checkpoint import _write_official, reference_model  # noqa: F401,E402  (reference_model: a fixture)
+
 
 # ---------------------------------------------------------------------------------------- builders
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -344,6 +347,32 @@ def test_a_failing_forward_pass_fails_only_its_image(tmp_path, tiny_model_dir, m
     assert [r.ok for r in results] == [True, True, False, True]
     assert results[2].error == "model failed on it: RuntimeError: simulated failure"
     assert results[2].to_row() == {"path": paths[2], "error": results[2].error}
+
+
+def test_official_layout_folder_is_scored_at_the_papers_pixel_budget(reference_model, tmp_path):
+    """An official-release folder (config `qwen2_5_vl`, legacy weight names, no image processor of
+    ours): scored as Deep-VRM at 512x512 pixels, as the chat model would answer."""
+    import torch
+
+    from deepvrm.image_io import open_image
+    from deepvrm.init_model import build_processor
+    from deepvrm.processing import DeepVRMImageProcessor
+
+    model = reference_model
+    folder = _write_official(model, tmp_path / "official")
+    image = tmp_path / "x.png"
+    noise(64, 48, seed=3).save(image)
+    detector = Detector.from_pretrained(folder, batch_size=2)
+    assert detector.model.config.injection_layer == 16
+    assert detector.image_processor.size["longest_edge"] == 512 * 512
+    score = next(detector.score_paths([str(image)])).score
+
+    processor = build_processor(model.config)
+    processor.image_processor = DeepVRMImageProcessor.from_config(detector.model.config)
+    inputs = processor.detection_inputs([open_image(image)])
+    with torch.no_grad():
+        answers = model(**inputs).logits[0, -1, model.config.answer_token_ids]
+    assert torch.softmax(answers.float(), -1)[1].item() == pytest.approx(score, abs=1e-4)
 
 
 # ---------------------------------------------------------------------------------------- the real command
