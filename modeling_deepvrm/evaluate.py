@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Accuracy, AP and ROC-AUC of a Deep-VRM model on labelled data.",
         epilog="Exit status: 0 every image scored, 1 some images could not be scored (left out of the metrics), 2 usage error.",
     )
-    parser.add_argument("data", nargs="+", metavar="DATA", help="evaluation JSON/JSONL files or image folders (real/fake sub-folders)")
+    parser.add_argument("data", nargs="*", metavar="DATA", help="evaluation JSON/JSONL files or image folders (real/fake sub-folders)")
     add_model_arguments(parser)
     parser.add_argument("-o", "--output", help="write the metrics as JSON to this file")
     parser.add_argument("--report", metavar="DIR", help="also write metrics.md, roc.png and scores.png to DIR (needs matplotlib)")
@@ -284,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deepvrm evaluate: error: {message}", file=sys.stderr)
         return 2
 
+    # `--perturb jpeg:95 DATA` puts DATA into --perturb's list: a word without ":" is DATA.
+    args.data += [spec for spec in args.perturb if ":" not in spec]
+    args.perturb = [spec for spec in args.perturb if ":" in spec]
+    if not args.data:
+        return fail("no DATA given (evaluation JSON/JSONL files or image folders)")
     problem = check_model_arguments(args)
     if problem:
         return fail(problem)

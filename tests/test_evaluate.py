@@ -106,7 +106,7 @@ def test_failed_images_are_left_out_and_counted(tmp_path, tiny_model_dir, capsys
 def test_perturbation_specs():
     parsed = parse_perturbations(["jpeg:95,75,50", "resize:0.5", "blur:1.0", "JPEG:95"])
     assert [p.name for p in parsed] == ["jpeg:95", "jpeg:75", "jpeg:50", "resize:0.5", "blur:1.0"]
-    for bad in ("jpeg", "jpeg:", "jpeg:0", "jpeg:101", "jpeg:7.5", "resize:0", "resize:-1", "blur:x", "noise:3", "blur:-1"):
+    for bad in ("jpeg:", "jpeg:0", "jpeg:101", "jpeg:7.5", "resize:0", "resize:-1", "blur:x", "noise:3", "blur:-1"):
         with pytest.raises(ValueError):
             parse_perturbations([bad])
 
@@ -129,8 +129,9 @@ def test_perturbed_sweep_and_report(tmp_path, tiny_model_dir, capsys):
         for i in range(3):
             noise(24, 24, seed=i + (10 if label == "fake" else 0)).save(data / label / f"{i}.png")
     out, report, per_image = tmp_path / "m.json", tmp_path / "report", tmp_path / "scores.jsonl"
-    argv = [data, "--model", tiny_model_dir, "-o", out, "--report", report, "--scores", per_image,
-            "--perturb", "jpeg:90,50", "resize:0.5", "blur:1.0", "--batch-size", "4"]  # fmt: skip
+    # DATA after --perturb's specs is still DATA.
+    argv = ["--model", tiny_model_dir, "-o", out, "--report", report, "--scores", per_image,
+            "--batch-size", "4", "--perturb", "jpeg:90,50", "resize:0.5", "blur:1.0", data]  # fmt: skip
     code, stdout, _ = run(argv, capsys)
     assert code == 0
     result = json.loads(out.read_text())
@@ -187,4 +188,5 @@ def test_usage_errors_exit_2(tmp_path, tiny_model_dir, capsys):
         code, _, err = run(argv, capsys)
         assert code == 2, argv
         assert message in err, (argv, err)
-    assert run([], capsys)[0] == 2
+    code, _, err = run(["--model", tiny_model_dir, "--perturb", "jpeg:90"], capsys)
+    assert code == 2 and "no DATA given" in err
