@@ -2,7 +2,7 @@
 
     deepvrm push MODEL_DIR --repo-id OWNER/NAME [--private] [--revision BRANCH] [--commit-message M]
                  [--adapter-only] [--dry-run OUT_DIR] [--base-model ID] [--metrics FILE] [--license ID]
-                 [--dataset ID ...] [--processor DIR] [--max-shard-size 5GB] [--no-verify]
+                 [--dataset ID ...] [--tag TAG ...] [--processor DIR] [--max-shard-size 5GB] [--no-verify]
 
 The token comes from HF_TOKEN or the stored login (`hf auth login`), the endpoint from HF_ENDPOINT.
 Exit status: 0 done, 1 the export or the upload failed (nothing half-written), 2 usage error.
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics", metavar="FILE", help="`deepvrm evaluate` metrics JSON for the card (default: metrics.json or eval_metrics.json beside the model)")
     parser.add_argument("--license", metavar="ID", help="license id for the card (default apache-2.0; the 3B shape: Qwen research license)")
     parser.add_argument("--dataset", metavar="ID", action="append", default=[], help="Hub id of a training dataset, for the card (repeatable)")
+    parser.add_argument("--tag", metavar="TAG", action="append", default=[], help="extra tag for the card (repeatable)")
     parser.add_argument("--processor", metavar="DIR", help="take the tokenizer/processor from DIR instead of MODEL_DIR")
     parser.add_argument("--max-shard-size", default="5GB", help="re-shard weight files larger than this (default 5GB)")
     parser.add_argument("--no-verify", action="store_true", help="skip importing the remote code in a clean Python process first")
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics=args.metrics,
         license=args.license,
         datasets=args.dataset,
+        tags=args.tag,
         processor_dir=args.processor,
         max_shard_size=args.max_shard_size,
     )

@@ -304,11 +304,12 @@ def _weights(model_dir: Path, config, max_shard_size: int, scratch_parent: str |
 
 
 # ---------------------------------------------------------------------------------------------- processor
-def _processor_files(source: Path, config, scratch: Path) -> list[ExportFile]:
+def _processor_files(source: Path, config, scratch: Path):
     """The processor saved through the package's classes (so its settings are Deep-VRM's), with auto_map.
 
     `config` (a Deep-VRM config, or a callable giving one) is needed only to build the processor around
-    a bare tokenizer (e.g. Qwen2.5-VL's), whose pixel budget and patch sizes come from it."""
+    a bare tokenizer (e.g. Qwen2.5-VL's), whose pixel budget and patch sizes come from it.
+    Returns (files, processor)."""
     from deepvrm import DeepVRMProcessor
 
     processor_config = source / "processor_config.json"
@@ -351,7 +352,7 @@ def _processor_files(source: Path, config, scratch: Path) -> list[ExportFile]:
             data["auto_map"] = {k: AUTO_MAP_MODEL[k] for k in ("AutoProcessor", "AutoImageProcessor")}
             content = _json_bytes(data)
         files.append(ExportFile(path.name, content=content))
-    return files
+    return files, processor
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -418,6 +419,7 @@ def plan_export(
     metrics: str | os.PathLike | None = None,
     license: str | None = None,
     datasets: list[str] | None = None,
+    tags: list[str] | None = None,
     processor_dir: str | os.PathLike | None = None,
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
     scratch_dir: str | None = None,
@@ -433,7 +435,7 @@ def plan_export(
     try:
         with tempfile.TemporaryDirectory(prefix="deepvrm-export-small-") as small:
             _fill_plan(plan, Path(small), repo_id, base_model, metrics, license, datasets, processor_dir,
-                       parse_size(max_shard_size), scratch_dir)  # fmt: skip
+                       parse_size(max_shard_size), scratch_dir, tags)  # fmt: skip
     except BaseException:
         plan.cleanup()
         raise
@@ -445,13 +447,14 @@ def plan_export(
     return plan
 
 
-def _fill_plan(plan, small: Path, repo_id, base_model, metrics, license, datasets, processor_dir, max_shard, scratch_dir):
+def _fill_plan(plan, small: Path, repo_id, base_model, metrics, license, datasets, processor_dir, max_shard, scratch_dir, tags=None):
     from .model_card import CardInfo, public_training_record, render_card
 
     model_dir = plan.model_dir
     training = _read_json(model_dir / TRAINING_INFO) if (model_dir / TRAINING_INFO).exists() else {}
     config = _load_config(model_dir) if (model_dir / "config.json").exists() else None
-    info = CardInfo(repo_id=repo_id, kind=plan.kind, training=training, license=license, datasets=list(datasets or []))
+    info = CardInfo(repo_id=repo_id, kind=plan.kind, training=training, license=license, datasets=list(datasets or []),
+                    tags=list(tags or []))  # fmt: skip
 
     if plan.kind == "full":
         if config is None:
@@ -501,19 +504,22 @@ def _fill_plan(plan, small: Path, repo_id, base_model, metrics, license, dataset
         if training:
             record = public_training_record(training, info.base_model)
             plan.files.append(ExportFile(TRAINING_INFO, content=_json_bytes(record)))
-        if config is not None:
-            plan.files.append(_config_file(config))
 
-    if plan.kind == "full":
-        plan.files.append(_config_file(config))
-        if (model_dir / "generation_config.json").exists():
-            plan.files.append(ExportFile("generation_config.json", source=model_dir / "generation_config.json"))
+    if plan.kind == "full" and (model_dir / "generation_config.json").exists():
+        plan.files.append(ExportFile("generation_config.json", source=model_dir / "generation_config.json"))
 
     processor_source = _processor_source(plan, processor_dir, training)
     if plan.kind == "full" or processor_source is not None:
         processor_source = processor_source or model_dir
-        plan.files += _processor_files(processor_source, config or (lambda: _config_for_processor(processor_source, training)), small)
+        files, processor = _processor_files(processor_source, config or (lambda: _config_for_processor(processor_source, training)), small)
+        plan.files += files
         plan.summary["has_processor"] = True
+        if config is not None and not config.has_prompt_ids:
+            # e.g. an official-layout config: write the prompt and answer ids from the shipped tokenizer
+            # into config.json, so the classifier never depends on finding a tokenizer at load time
+            processor.configure_model(config)
+    if config is not None:
+        plan.files.append(_config_file(config))
 
     remote = generate_remote_code()
     plan.files += [ExportFile(name, content=text.encode("utf-8")) for name, text in remote.files.items()]

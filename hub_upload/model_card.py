@@ -46,6 +46,7 @@ class CardInfo:
     metrics_path: Path | None = None
     summary: dict = field(default_factory=dict)
     trainer_state: dict | None = None
+    tags: list[str] = field(default_factory=list)
 
     @property
     def repo(self) -> str:
@@ -107,6 +108,7 @@ def metadata_yaml(info: CardInfo) -> str:
     from huggingface_hub import ModelCardData
 
     tags = list(TAGS) + (["lora", "peft"] if info.kind == "adapter" else [])
+    tags += [t for t in info.tags if t not in tags]
     eval_results = _eval_results(info)
     data = ModelCardData(
         library_name="peft" if info.kind == "adapter" else "transformers",

@@ -52,11 +52,14 @@ ROLES = {
     "modeling_deepvrm": "the model classes and the residual injection",
 }
 # Definitions left out of the remote code: the offline tokenizer of the tiny test presets (it trains a
-# BPE with the `tokenizers` library). "Class.method" names a method; names no longer in the source are
+# BPE with the `tokenizers` library), and the package's push hook. "Class.method" names a method; names no longer in the source are
 # ignored. A lazy import of one of them inside a shipped function becomes `raise ImportError(...)`
 # (e.g. `preset_config_dict("tiny")` says that it needs the package; the real-model presets work).
 PACKAGE_ONLY: dict[str, set[str]] = {
     "deepvrm.tokenization": {"TINY_VOCAB_SIZE", "_tiny_corpus", "_tiny_tokenizer_json", "build_tiny_tokenizer", "tiny_token_ids"},
+    # A `push_to_hub` that routes through deepvrm.hub_upload (proposed for the core): remote classes keep
+    # transformers' own, which copies these very files (the loader registered them for auto classes).
+    "deepvrm.modeling": {"DeepVRMPreTrainedModel.push_to_hub"},
 }
 # Module-level code appended to a remote file (what `deepvrm.register()` does that remote code needs):
 # official-layout checkpoints (`visual.*`, `model.layers.*`) must load through the remote classes too.

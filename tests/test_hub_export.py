@@ -68,6 +68,37 @@ def make_adapter_folder(base_dir: Path, out: Path, with_config: bool = True, wit
     return peft_model.eval()
 
 
+def make_official_folder(out: Path) -> Path:
+    """The official release's layout at tiny widths: config.json of type qwen2_5_vl without any Deep-VRM
+    field (28 layers, so the hard-coded injection layer 16 applies), weights under transformers 4.5x's
+    legacy names (visual.*, visual_low_level.*, model.layers.*), and a bare tokenizer."""
+    from deepvrm import DeepVRMConfig
+    from deepvrm.tokenization import build_tiny_tokenizer
+
+    torch.manual_seed(1)
+    config = DeepVRMConfig.from_preset("tiny", injection_layer=16, text_config={"num_hidden_layers": 28, "max_window_layers": 28})
+    model = DeepVRMForConditionalGeneration(config)
+    with torch.no_grad():  # the towers differ, as after training
+        for p in model.model.visual_low_level.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    legacy = {}
+    for key, value in model.state_dict().items():
+        for new, old in (("model.visual.", "visual."), ("model.visual_low_level.", "visual_low_level."), ("model.language_model.", "model.")):
+            if key.startswith(new):
+                key = old + key[len(new):]
+                break
+        legacy[key] = value.contiguous()
+    out.mkdir(parents=True)
+    save_file(legacy, str(out / "model.safetensors"), metadata={"format": "pt"})
+    official = {k: v for k, v in config.to_dict().items() if k not in (
+        "injection_layer", "fusion", "prompt", "system_prompt", "answer_token_ids", "prompt_prefix_ids",
+        "prompt_suffix_ids", "min_pixels", "max_pixels", "auto_map", "id2label", "label2id")}  # fmt: skip
+    official.update(model_type="qwen2_5_vl", architectures=["Qwen2_5_VLForConditionalGeneration"])
+    (out / "config.json").write_text(json.dumps(official))
+    build_tiny_tokenizer().save_pretrained(out)
+    return out
+
+
 @pytest.fixture(scope="module")
 def exports(tiny_model_dir, tmp_path_factory):
     """Full, re-sharded and adapter-only dry-run exports of the tiny model (written through the CLI)."""
@@ -85,8 +116,11 @@ def exports(tiny_model_dir, tmp_path_factory):
     peft_model = make_adapter_folder(Path(tiny_model_dir), adapter_run)
     assert push_main([str(adapter_run), "--adapter-only", "--dry-run", str(adapter), "--repo-id", "test-org/tiny-lora",
                       "--base-model", "test-org/tiny-base", "--no-verify"]) == 0  # fmt: skip
+    official_dir = make_official_folder(root / "official-layout")
+    official = root / "official"
+    assert push_main([str(official_dir), "--dry-run", str(official), "--no-verify"]) == 0
     return {"model": model_dir, "full": full, "sharded": sharded, "adapter": adapter, "adapter_run": adapter_run,
-            "peft_model": peft_model, "root": root}  # fmt: skip
+            "peft_model": peft_model, "root": root, "official_dir": official_dir, "official": official}  # fmt: skip
 
 
 # Runs in a fresh interpreter: deepvrm blocked, everything through trust_remote_code.
@@ -114,7 +148,7 @@ ISOLATED = textwrap.dedent(
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
     torch.set_num_threads(2)
-    full, sharded, adapter, base, image_path = sys.argv[1:6]
+    full, sharded, adapter, base, image_path, official = sys.argv[1:7]
     image = Image.open(image_path)
     out = {}
     config = AutoConfig.from_pretrained(full, trust_remote_code=True)
@@ -149,6 +183,10 @@ ISOLATED = textwrap.dedent(
     adapter_inputs = adapter_processor.detection_inputs(image)
     with torch.no_grad():
         out["adapter"] = tuned(**adapter_inputs).logits[:, -1, tuned.config.answer_token_ids].softmax(-1)[0].tolist()
+    # an official-layout checkpoint (legacy weight names) loads through the remote code's renaming
+    official_model = AutoModelForImageClassification.from_pretrained(official, trust_remote_code=True).eval()
+    with torch.no_grad():
+        out["official"] = official_model(**image_processor(images=[image], return_tensors="pt")).logits.softmax(-1)[0].tolist()
     out["deepvrm_modules"] = sorted(m for m in sys.modules if m == "deepvrm" or m.startswith("deepvrm."))
     print("RESULT " + json.dumps(out))
     """
@@ -170,7 +208,8 @@ def test_dry_run_export_loads_without_deepvrm_and_matches_the_package(exports, t
     random_image(100, 130, seed=7).save(image_path)
     image = random_image(100, 130, seed=7)
     child = run_isolated(
-        [str(exports["full"]), str(exports["sharded"]), str(exports["adapter"]), str(tiny_model_dir), str(image_path)],
+        [str(exports["full"]), str(exports["sharded"]), str(exports["adapter"]), str(tiny_model_dir), str(image_path),
+         str(exports["official"])],
         cwd=tmp_path,
     )
     assert child["deepvrm_modules"] == []
@@ -198,6 +237,10 @@ def test_dry_run_export_loads_without_deepvrm_and_matches_the_package(exports, t
     assert child["generated"] == expected_generated.tolist()
     torch.testing.assert_close(torch.tensor(child["adapter"]), expected_adapter, atol=1e-5, rtol=0)
     assert (expected_adapter - expected_chat).abs().max() > 1e-4  # the adapter changes the scores
+    official = DeepVRMForImageClassification.from_pretrained(exports["official_dir"]).eval()
+    with torch.no_grad():
+        expected_official = official(**processor.image_processor(images=[image], return_tensors="pt")).logits.softmax(-1)[0]
+    torch.testing.assert_close(torch.tensor(child["official"]), expected_official, atol=1e-5, rtol=0)
 
 
 def test_full_export_contents(exports):
@@ -245,6 +288,16 @@ def test_model_card_metadata_and_sections(exports):
     # the sharded export had no --repo-id: a placeholder, no model-index name needed, still valid YAML
     sharded_meta = _card_metadata(exports["sharded"] / "README.md")
     assert sharded_meta["model-index"][0]["name"] == "deepvrm" and "base_model" not in sharded_meta
+
+
+def test_official_layout_export_keeps_the_weights_and_completes_the_config(exports):
+    official = exports["official"]
+    assert (official / "model.safetensors").read_bytes() == (exports["official_dir"] / "model.safetensors").read_bytes()
+    config = json.loads((official / "config.json").read_text())
+    assert config["model_type"] == "deepvrm" and config["injection_layer"] == 16 and config["fusion"] == "mean"
+    assert config["auto_map"] == AUTO_MAP_MODEL
+    assert config["answer_token_ids"] and config["prompt_prefix_ids"]  # from the shipped tokenizer
+    assert json.loads((official / "processor_config.json").read_text())["processor_class"] == "DeepVRMProcessor"
 
 
 def test_resharded_export_has_an_index_and_the_same_tensors(exports):

@@ -440,8 +440,10 @@ def test_push_model_from_python_and_adapter_only(hub, model_dir, tmp_path):
 
     model = DeepVRMForConditionalGeneration.from_pretrained(model_dir)
     processor = DeepVRMProcessor.from_pretrained(model_dir)
-    push_model(model, "test-user/from-python", processor=processor, verify=False, log=None)
+    push_model(model, "test-user/from-python", processor=processor, tags=["my-run"], commit_message="from Python",
+               verify=False, log=None)  # fmt: skip
     files = hub.files("test-user/from-python")
+    assert "- my-run" in files["README.md"].decode() and hub.repos["test-user/from-python"]["commits"][0]["summary"] == "from Python"
     assert {"config.json", "model.safetensors", "modeling_deepvrm.py", "processor_config.json", "README.md"} <= set(files)
     assert json.loads(files["config.json"])["auto_map"]["AutoProcessor"] == "processing_deepvrm.DeepVRMProcessor"
 
