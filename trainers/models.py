@@ -235,6 +235,7 @@ def load_adapter_folder(path: str, dtype="auto"):
 
 
 def write_training_info(output_dir: str | os.PathLike, **info) -> None:
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
     Path(output_dir, TRAINING_INFO).write_text(json.dumps(info, indent=2, default=str) + "\n")
 
 

@@ -265,6 +265,9 @@ def save_final_model(trainer, processor, adapter_only: bool, info: dict) -> None
     if adapter_only or sharded:
         # The Trainer gathers sharded (FSDP / ZeRO-3) adapter weights itself.
         target = output_dir if adapter_only else os.path.join(output_dir, "adapter")
+        if trainer.is_fsdp_enabled:
+            # Sharded checkpoints (the config's, for resume) are not a model; gather this one whole.
+            trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
         trainer.save_model(target)
         if trainer.args.should_save:
             write_training_info(target, **info)
