@@ -56,6 +56,24 @@ def mm_token_type_ids_from_input_ids(input_ids: torch.Tensor, config) -> torch.T
     return types + 2 * (input_ids == config.video_token_id).int()
 
 
+def detection_prompt_inputs(prefix_ids, suffix_ids, image_token_id: int, pad_id: int, image_grid_thw: torch.Tensor,
+                            spatial_merge_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Input ids of the detection prompt for each image of a batch, `prefix + [image] * n + suffix`
+    with n the image's token count, left-padded so every answer position is -1; and the attention
+    mask, or None when no row is padded (sdpa then takes its causal fast path)."""
+    counts = (image_grid_thw.prod(-1) // spatial_merge_size**2).tolist()
+    prefix, suffix = list(prefix_ids), list(suffix_ids)
+    lengths = [len(prefix) + n + len(suffix) for n in counts]
+    longest = max(lengths)
+    input_ids = torch.full((len(counts), longest), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(counts), longest), dtype=torch.long)
+    for row, (n, length) in enumerate(zip(counts, lengths)):
+        input_ids[row, longest - length :] = torch.tensor(prefix + [image_token_id] * n + suffix)
+        attention_mask[row, longest - length :] = 1
+    device = image_grid_thw.device
+    return input_ids.to(device), (None if min(lengths) == longest else attention_mask.to(device))
+
+
 class DeepVRMPreTrainedModel(DeepVRMLoadingMixin, Qwen2_5_VLPreTrainedModel):
     config: DeepVRMConfig
     config_class = DeepVRMConfig
@@ -323,21 +341,12 @@ class DeepVRMForImageClassification(DeepVRMPreTrainedModel):
                 "Attach a tokenizer once: `DeepVRMProcessor.from_pretrained(path).configure_model(model)` "
                 "(or `model.config.update(prompt_ids_from_tokenizer(...))`), then save the model."
             )
-        merge = config.vision_config.spatial_merge_size**2
-        counts = (image_grid_thw.prod(-1) // merge).tolist()
-        prefix, suffix = list(config.prompt_prefix_ids), list(config.prompt_suffix_ids)
-        lengths = [len(prefix) + n + len(suffix) for n in counts]
-        longest = max(lengths)
         pad_id = config.text_config.pad_token_id
         pad_id = pad_id if pad_id is not None else config.text_config.eos_token_id or 0
-        input_ids = torch.full((len(counts), longest), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(counts), longest), dtype=torch.long)
-        for row, (n, length) in enumerate(zip(counts, lengths)):
-            input_ids[row, longest - length :] = torch.tensor(prefix + [config.image_token_id] * n + suffix)
-            attention_mask[row, longest - length :] = 1
-        device = image_grid_thw.device
-        # Left padding keeps every answer position at -1; no mask at all lets sdpa take its causal fast path.
-        return input_ids.to(device), (None if min(lengths) == longest else attention_mask.to(device))
+        return detection_prompt_inputs(
+            config.prompt_prefix_ids, config.prompt_suffix_ids, config.image_token_id, pad_id,
+            image_grid_thw, config.vision_config.spatial_merge_size,
+        )
 
     def forward(
         self,
@@ -377,6 +386,7 @@ class DeepVRMForImageClassification(DeepVRMPreTrainedModel):
 
 
 __all__ = [
+    "detection_prompt_inputs",
     "DeepVRMPreTrainedModel",
     "DeepVRMModel",
     "DeepVRMForConditionalGeneration",

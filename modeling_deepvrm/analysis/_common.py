@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..configuration.configuration_deepvrm import DEFAULT_LABELS, DEFAULT_PIXELS, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
-from ..modeling import mm_token_type_ids_from_input_ids
+from ..modeling import detection_prompt_inputs, mm_token_type_ids_from_input_ids
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -92,19 +92,12 @@ class AnalysisModel:
 
     def prompt_inputs(self, image_grid_thw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Left-padded prompt ids (one image each) and the attention mask (None without padding),
-        as `DeepVRMForImageClassification.build_prompt_inputs` builds them."""
-        merge = self.config.vision_config.spatial_merge_size ** 2
-        counts = (image_grid_thw.prod(-1) // merge).tolist()
-        lengths = [len(self.prefix_ids) + n + len(self.suffix_ids) for n in counts]
-        longest = max(lengths)
-        input_ids = torch.full((len(counts), longest), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(counts), longest), dtype=torch.long)
-        for row, (n, length) in enumerate(zip(counts, lengths)):
-            ids = self.prefix_ids + [self.image_token_id] * n + self.suffix_ids
-            input_ids[row, longest - length :] = torch.tensor(ids)
-            attention_mask[row, longest - length :] = 1
-        device = self.device
-        return input_ids.to(device), (None if min(lengths) == longest else attention_mask.to(device))
+        built as `DeepVRMForImageClassification` builds them (also for plain Qwen2.5-VL models)."""
+        input_ids, attention_mask = detection_prompt_inputs(
+            self.prefix_ids, self.suffix_ids, self.image_token_id, self.pad_id,
+            image_grid_thw, self.config.vision_config.spatial_merge_size,
+        )
+        return input_ids.to(self.device), None if attention_mask is None else attention_mask.to(self.device)
 
     def forward(self, image_grid_thw, pixel_values=None, **kwargs):
         """One prefill pass over the detection prompt; returns the model output and the input ids."""
