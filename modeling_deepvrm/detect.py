@@ -231,6 +231,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="P(fake) at or above which an image is called fake (default 0.5)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"refuse images with more pixels than this, before decoding them (default {DEFAULT_MAX_PIXELS:,})")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=None,
+                        help="threads opening and preprocessing images ahead of the model (default: one per core, up to 4; 0: none)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
 
@@ -242,6 +244,8 @@ def check_model_arguments(args) -> str | None:
         return f"--threshold must lie in [0, 1], got {args.threshold}"
     if args.max_pixels < 1:
         return f"--max-pixels must be positive, got {args.max_pixels}"
+    if args.workers is not None and args.workers < 0:
+        return f"--workers must be 0 or more, got {args.workers}"
     return None
 
 
@@ -269,7 +273,7 @@ def load_detector(args):
     try:
         return Detector.from_pretrained(
             model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-            threshold=args.threshold, max_pixels=args.max_pixels,
+            threshold=args.threshold, max_pixels=args.max_pixels, workers=args.workers,
         )  # fmt: skip
     except (ValueError, ModelLoadError) as error:
         raise UsageError(str(error)) from None

@@ -7,13 +7,14 @@
 
 The model is loaded once and kept; each batch is one forward pass of the classification path
 (`DeepVRMForImageClassification`: the chat prompt, one image each, two answer-token logits), and
-P(fake) = softmax(logits)[:, fake]. While the model runs on one batch, a background thread opens
-and preprocesses the next. A file that cannot be opened fails alone (see `image_io`); a batch
+P(fake) = softmax(logits)[:, fake]. While the model runs on one batch, worker threads open and
+preprocess the next. A file that cannot be opened fails alone (see `image_io`); a batch
 whose forward pass fails is retried image by image, so one bad image never costs its neighbours.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -148,7 +149,7 @@ class Detector:
         batch_size: int = 8,
         threshold: float = 0.5,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        prefetch: bool = True,
+        workers: int | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
@@ -157,7 +158,8 @@ class Detector:
         self.batch_size = batch_size
         self.threshold = threshold
         self.max_pixels = max_pixels
-        self.prefetch = prefetch
+        # Threads that open and preprocess images ahead of the model (None: up to 4, one per core).
+        self.workers = min(4, os.cpu_count() or 1) if workers is None else max(0, int(workers))
         labels = {v.lower(): k for k, v in model.config.id2label.items()}
         self.fake_index = labels.get("fake", 1)
 
@@ -170,13 +172,14 @@ class Detector:
         batch_size: int = 8,
         threshold: float = 0.5,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        workers: int | None = None,
         **load_kwargs,
     ) -> "Detector":
         """Raises `ValueError` for a bad device/dtype and `ModelLoadError` for a model it cannot load."""
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
         classifier, processor = load_classifier(model, torch_device, torch_dtype, **load_kwargs)
-        return cls(classifier, processor, batch_size=batch_size, threshold=threshold, max_pixels=max_pixels)
+        return cls(classifier, processor, batch_size=batch_size, threshold=threshold, max_pixels=max_pixels, workers=workers)
 
     @property
     def device(self) -> torch.device:
@@ -201,9 +204,6 @@ class Detector:
             return self._prepare_one(image)
         except Exception as error:
             return "cannot preprocess it: " + " ".join(f"{type(error).__name__}: {error}".split())
-
-    def _prepare_batch(self, paths: list[str], transform: Callable | None) -> list:
-        return [self._prepare_path(path, transform) for path in paths]
 
     # ------------------------------------------------------------------ the forward pass
     @torch.inference_mode()
@@ -241,35 +241,47 @@ class Detector:
     def score_paths(self, paths: Iterable[str], transform: Callable | None = None) -> Iterator[ScoreResult]:
         """One `ScoreResult` per path, in order, yielded as each batch finishes.
 
-        `transform` (optional) maps each opened RGB image to another (e.g. a JPEG re-encoding)."""
+        `transform` (optional) maps each opened RGB image to another (e.g. a JPEG re-encoding).
+        With `workers` > 0, that many threads open and preprocess the next two batches' images
+        while the model runs (decoding releases the GIL); with 0, everything runs in this thread."""
         paths = [os.fspath(p) for p in paths]
-        batches = [paths[i : i + self.batch_size] for i in range(0, len(paths), self.batch_size)]
-        if not batches:
+        if not paths:
             return
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1) if self.prefetch else None
+        size = self.batch_size
+        if not self.workers:
+            for start in range(0, len(paths), size):
+                batch = paths[start : start + size]
+                yield from self._results(batch, [self._prepare_path(p, transform) for p in batch])
+            return
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="deepvrm-prepare")
+        pending: collections.deque = collections.deque()
+        upcoming = iter(paths)
         try:
-            submit = (lambda b: pool.submit(self._prepare_batch, b, transform)) if pool else None
-            pending = submit(batches[0]) if pool else None
-            for index, batch in enumerate(batches):
-                if pool:
-                    prepared = pending.result()
-                    if index + 1 < len(batches):
-                        pending = submit(batches[index + 1])  # opened while this batch runs
-                else:
-                    prepared = self._prepare_batch(batch, transform)
-                good = [i for i, item in enumerate(prepared) if not isinstance(item, str)]
-                outcomes: list = list(prepared)
-                if good:
-                    for i, value in zip(good, self._score_prepared([prepared[i] for i in good])):
-                        outcomes[i] = value
-                for path, outcome in zip(batch, outcomes):
-                    if isinstance(outcome, str):
-                        yield ScoreResult(path, error=outcome, threshold=self.threshold)
-                    else:
-                        yield ScoreResult(path, score=outcome, threshold=self.threshold)
+            while True:
+                # Keep the current batch and the next one in preparation.
+                while len(pending) < 2 * size:
+                    path = next(upcoming, None)
+                    if path is None:
+                        break
+                    pending.append((path, pool.submit(self._prepare_path, path, transform)))
+                if not pending:
+                    break
+                batch = [pending.popleft() for _ in range(min(size, len(pending)))]
+                yield from self._results([p for p, _ in batch], [future.result() for _, future in batch])
         finally:
-            if pool:
-                pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _results(self, batch: list[str], prepared: list) -> Iterator[ScoreResult]:
+        good = [i for i, item in enumerate(prepared) if not isinstance(item, str)]
+        outcomes: list = list(prepared)
+        if good:
+            for i, value in zip(good, self._score_prepared([prepared[i] for i in good])):
+                outcomes[i] = value
+        for path, outcome in zip(batch, outcomes):
+            if isinstance(outcome, str):
+                yield ScoreResult(path, error=outcome, threshold=self.threshold)
+            else:
+                yield ScoreResult(path, score=outcome, threshold=self.threshold)
 
 
 __all__ = ["DEFAULT_MODEL", "Detector", "ModelLoadError", "ScoreResult", "load_classifier", "resolve_device", "resolve_dtype"]

@@ -307,10 +307,12 @@ def test_batches_match_single_images_and_the_pipeline(tmp_path, tiny_model_dir):
         path = tmp_path / f"{i}.png"
         noise(w, h, seed=i).save(path)
         paths.append(str(path))
-    single = Detector.from_pretrained(tiny_model_dir, batch_size=1)
-    batched = Detector.from_pretrained(tiny_model_dir, batch_size=8)
+    single = Detector.from_pretrained(tiny_model_dir, batch_size=1, workers=0)  # all in this thread
+    batched = Detector.from_pretrained(tiny_model_dir, batch_size=8, workers=3)  # threads prepare ahead
     one = np.array([r.score for r in single.score_paths(paths)])
-    eight = np.array([r.score for r in batched.score_paths(paths)])
+    results = list(batched.score_paths(paths))
+    assert [r.path for r in results] == paths  # in input order whatever thread finished first
+    eight = np.array([r.score for r in results])
     assert np.allclose(one, eight, atol=1e-5)  # mixed token counts in one batch (left padding)
     assert len(set(np.round(one, 6))) > 1  # the scores depend on the image
 
