@@ -24,12 +24,12 @@ FAST = [
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
-    """16 smooth random images per class (real/ fake/), different sizes."""
+    """8 smooth random images per class (real/ fake/), different sizes."""
     root = tmp_path_factory.mktemp("data") / "toy"
     rng = np.random.default_rng(0)
     for label in ("real", "fake"):
         (root / label).mkdir(parents=True)
-        for i in range(16):
+        for i in range(8):
             h, w = (112, 112) if i % 3 else (90, 150)
             array = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
             image = Image.fromarray(array).resize((w, h), Image.BICUBIC)
@@ -166,7 +166,7 @@ def test_stage1_then_stage2_end_to_end(tiny_model_dir, image_folder, tmp_path):
     results = json.loads((stage2 / "eval_results.json").read_text())
     for metric in ("accuracy", "real_accuracy", "fake_accuracy", "average_precision", "roc_auc"):
         assert f"eval_toy_{metric}" in results
-    assert results["eval_toy_n_real"] == 16 and results["eval_toy_n_fake"] == 16
+    assert results["eval_toy_n_real"] == 8 and results["eval_toy_n_fake"] == 8
     # The merged folder loads with the Auto classes and the pipeline.
     model = AutoModelForImageClassification.from_pretrained(stage2)
     assert type(model).__name__ == "DeepVRMForImageClassification"

@@ -64,7 +64,8 @@ def parse_args(argv: list[str]):
         if known.stage is not None and recipe.get("stage") not in (None, known.stage):
             raise ValueError(f"Recipe {recipe_name} is for stage {recipe['stage']}, but --stage {known.stage} was given.")
         if recipe.get("bf16") and "bf16" not in given and not torch.cuda.is_available():
-            logger.warning("No GPU: training in float32 (the recipe's bf16 needs a GPU; --bf16 forces it).")
+            if "dry_run" not in given:
+                logger.warning("No GPU: training in float32 (the recipe's bf16 needs a GPU; --bf16 forces it).")
             recipe["bf16"] = False
         parser.set_defaults(**recipe)
     model_args, data_args, recipe_args, training_args = parser.parse_args_into_dataclasses(argv)
