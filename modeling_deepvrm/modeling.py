@@ -103,6 +103,14 @@ class DeepVRMPreTrainedModel(DeepVRMLoadingMixin, Qwen2_5_VLPreTrainedModel):
         checkpoint_kwargs["use_reentrant"] = False
         super().gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpoint_kwargs, **kwargs)
 
+    def push_to_hub(self, repo_id: str, *, processor=None, **kwargs):
+        """Publish through deepvrm.hub_upload: weights, self-contained remote code (so
+        `trust_remote_code=True` works without this package), processor and model card, in one
+        commit. Options as `deepvrm push` (`private`, `revision`, `commit_message`, ...)."""
+        from .hub_upload import push_model
+
+        return push_model(self, repo_id, processor=processor, **kwargs)
+
     def share_vision_tower(self, rank: int | None = None):
         """Switch to the shared-tower form (see shared_tower.py); exact. Returns self."""
         self.base_model.to_shared_tower(rank)

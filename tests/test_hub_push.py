@@ -455,3 +455,14 @@ def test_push_model_from_python_and_adapter_only(hub, model_dir, tmp_path):
     assert not any(name.startswith("model") and name.endswith(".safetensors") for name in files)
     assert "base_model: test-org/tiny-base" in files["README.md"].decode()
     assert result.total_size < 200_000
+
+
+def test_model_push_to_hub_goes_through_the_export(hub, model_dir):
+    from deepvrm import DeepVRMForImageClassification, DeepVRMProcessor
+
+    model = DeepVRMForImageClassification.from_pretrained(model_dir)
+    model.push_to_hub("test-user/via-method", processor=DeepVRMProcessor.from_pretrained(model_dir), verify=False, log=None)
+    files = hub.files("test-user/via-method")
+    # Remote code and card arrive, which transformers' own push_to_hub would not write.
+    assert {"modeling_deepvrm.py", "configuration_deepvrm.py", "processing_deepvrm.py", "README.md"} <= set(files)
+    assert b"import deepvrm" not in files["modeling_deepvrm.py"]
