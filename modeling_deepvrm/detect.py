@@ -84,8 +84,11 @@ def _search_folder(root: str) -> list[str]:
             dirnames[:] = []
             continue
         visited.add(real)
-        dirnames.sort()
-        images_here = [os.path.join(folder, name) for name in sorted(filenames) if is_image_name(name)]
+        # Hidden entries (.git, macOS "._photo.jpg" resource forks, ...) are not the user's images;
+        # a hidden file named explicitly is still scored.
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        images_here = [os.path.join(folder, name) for name in sorted(filenames)
+                       if is_image_name(name) and not name.startswith(".")]
         if not images_here and not dirnames and folder != root and is_image_name(folder.rstrip("/\\")):
             found.append(folder)  # an empty folder named like an image: an error row says so
         found += images_here

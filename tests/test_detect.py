@@ -147,6 +147,10 @@ def test_explicit_files_globs_and_names(tmp_path, tiny_model_dir, capsys):
     (tmp_path / "a" / "dir.png").mkdir()
     spaced = tmp_path / "a" / "with space é.png"
     noise(20, 20, seed=5).save(spaced)
+    (tmp_path / "a" / "._x.png").write_bytes(b"\x00\x05\x16\x07")  # a macOS resource fork: hidden, skipped
+    (tmp_path / "a" / ".thumbs").mkdir()
+    noise(20, 20, seed=6).save(tmp_path / "a" / ".thumbs" / "t.png")
+    assert [os.path.basename(p) for p in collect_inputs([str(tmp_path / "a" / "._x.png")])[0]] == ["._x.png"]
     paths, unmatched = collect_inputs(
         [str(tmp_path / "image.data"), str(tmp_path / "a" / "*.png"), str(tmp_path / "a"), str(tmp_path / "missing.png")]
     )
@@ -155,7 +159,7 @@ def test_explicit_files_globs_and_names(tmp_path, tiny_model_dir, capsys):
     assert unmatched == [str(tmp_path / "missing.png")]
 
     out = tmp_path / "out.jsonl"
-    code, stdout, _ = run([tmp_path / "image.data", tmp_path / "a" / "*.png", "--model", tiny_model_dir, "-o", out], capsys)
+    code, stdout, _ = run([tmp_path / "image.data", tmp_path / "a", "--model", tiny_model_dir, "-o", out], capsys)
     assert code == 1  # dir.png is a folder
     rows = {r["path"]: r for r in read_rows(out)}
     assert "score" in rows[str(tmp_path / "image.data")]
