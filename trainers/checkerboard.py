@@ -12,7 +12,8 @@ tells them apart. The script
 2. writes a random tiny Deep-VRM (`deepvrm init --preset tiny`), or stage 1 trained on the data
    first (`--with-stage1`);
 3. runs `deepvrm train --stage 2` on it (the paper's LoRA targets; a CPU-sized schedule);
-4. loads the saved folder with `AutoModelForImageClassification` and reports held-out accuracy.
+4. evaluates on the test folder after every epoch (the Trainer's evaluation), then loads the saved
+   folder with `AutoModelForImageClassification` and reports its held-out accuracy.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-pairs", type=int, default=192)
     parser.add_argument("--test-pairs", type=int, default=64)
     parser.add_argument("--objective", default="classification", choices=["lm", "classification"])
-    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--epochs", type=float, default=2)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lora-r", type=int, default=16)
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     stage2 = work / "stage2"
     code = train_main([
         "--stage", "2", "--model", str(base), "--output-dir", str(stage2),
+        "--eval-data", str(work / "data" / "test"), "--eval-strategy", "epoch",
         "--objective", args.objective,
         "--num-train-epochs", str(args.epochs),
         "--learning-rate", str(args.learning_rate),
@@ -149,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     metrics = held_out_accuracy(stage2, work / "data" / "test")
     timings["evaluate_s"] = time.perf_counter() - start
-    report = {"held_out": metrics, "timings": {k: round(v, 1) for k, v in timings.items()},
+    history = json.loads((stage2 / "trainer_state.json").read_text())["log_history"]
+    curve = [{"epoch": e["epoch"], "accuracy": e["eval_test_accuracy"], "roc_auc": e.get("eval_test_roc_auc")}
+             for e in history if "eval_test_accuracy" in e]
+    report = {"held_out": metrics, "held_out_during_training": curve, "timings": {k: round(v, 1) for k, v in timings.items()},
               "settings": {k: v for k, v in vars(args).items()}}
     (work / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -235,7 +235,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeAr
     trainer.save_metrics("train", metrics)
     trainer.save_state()  # trainer_state.json: the log history
     if eval_datasets:
-        eval_metrics = trainer.evaluate()
+        eval_metrics = _final_evaluation(trainer, eval_datasets)
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
     info = {
@@ -253,6 +253,19 @@ def train(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeAr
     if collator.skipped:
         logger.warning("%d training images could not be read and were skipped, e.g. %s", len(collator.skipped), collator.skipped[0])
     return metrics
+
+
+def _final_evaluation(trainer, eval_datasets: dict) -> dict:
+    """The metrics of the final weights: from the evaluation the schedule just ran at the last step,
+    else a new one."""
+    step = trainer.state.global_step
+    logged = {}
+    for entry in trainer.state.log_history:
+        if entry.get("step") == step:
+            logged.update({k: v for k, v in entry.items() if k.startswith("eval_")})
+    if all(f"eval_{name}_accuracy" in logged for name in eval_datasets):
+        return {**logged, "epoch": trainer.state.epoch}
+    return trainer.evaluate()
 
 
 def save_final_model(trainer, processor, adapter_only: bool, info: dict) -> None:
