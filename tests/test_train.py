@@ -122,25 +122,25 @@ class _CountSteps(TrainerCallback):
 def test_resume_ends_where_an_uninterrupted_run_ends(tiny_model_dir, image_folder, tmp_path):
     def run(output_dir, callbacks=None):
         argv = ["--stage", "2", "--model", str(tiny_model_dir), "--train-data", str(image_folder), "--output-dir",
-                str(output_dir), *FAST, "--max-steps", "6", "--save-steps", "100", "--learning-rate", "5e-3",
+                str(output_dir), *FAST, "--max-steps", "4", "--save-steps", "100", "--learning-rate", "5e-3",
                 "--lora-r", "4", "--lora-alpha", "8", "--seed", "3"]
         return train(*parse_args(argv), callbacks=callbacks)
 
     run(tmp_path / "straight")
     interrupted = tmp_path / "interrupted"
-    first = run(interrupted, callbacks=[_StopAt(3)])
-    assert (interrupted / "checkpoint-3").is_dir() and first["epoch"] < 1
+    first = run(interrupted, callbacks=[_StopAt(2)])
+    assert (interrupted / "checkpoint-2").is_dir() and first["epoch"] < 1
     counter = _CountSteps()
-    run(interrupted, callbacks=[counter])  # finds checkpoint-3 in the output folder and goes on from there
-    assert counter.steps == [4, 5, 6]  # only the remaining steps ran...
+    run(interrupted, callbacks=[counter])  # finds checkpoint-2 in the output folder and goes on from there
+    assert counter.steps == [3, 4]  # only the remaining steps ran...
 
     def history(folder):
         state = json.loads((tmp_path / folder / "trainer_state.json").read_text())
         return state["global_step"], {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}
 
     (straight_steps, straight_losses), (resumed_steps, resumed_losses) = history("straight"), history("interrupted")
-    assert straight_steps == resumed_steps == 6
-    for step in (4, 5, 6):  # ...on the same batches, from the same weights and optimiser state
+    assert straight_steps == resumed_steps == 4
+    for step in (3, 4):  # ...on the same batches, from the same weights and optimiser state
         assert resumed_losses[step] == pytest.approx(straight_losses[step], abs=1e-5)
     expected = load_file(tmp_path / "straight" / "model.safetensors")
     got = load_file(interrupted / "model.safetensors")
