@@ -192,7 +192,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeAr
     from transformers import set_seed
 
     from .collator import DeepVRMCollator
-    from .models import load_processor, write_training_info
+    from .models import load_processor
     from .trainer import DeepVRMTrainer
 
     if recipe.dry_run:
