@@ -22,6 +22,9 @@ from transformers.core_model_loading import WeightRenaming
 logger = logging.getLogger(__name__)
 
 _LEGACY_TO_NEW = [
+    # Listed on its own (before `^visual`) so that saving writes it back as `visual_low_level.*`,
+    # the official layout, rather than leaving `model.visual_low_level.*`.
+    WeightRenaming(source_patterns=r"^visual_low_level", target_patterns="model.visual_low_level"),
     WeightRenaming(source_patterns=r"^visual", target_patterns="model.visual"),
     WeightRenaming(source_patterns=r"^model(?!\.(language_model|visual))", target_patterns="model.language_model"),
 ]

@@ -161,3 +161,12 @@ def test_convert_writes_a_native_folder(reference_model, tmp_path):
 def test_convert_reports_a_missing_source(tmp_path, capsys):
     assert convert_main([str(tmp_path / "nope"), str(tmp_path / "out")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_save_pretrained_writes_the_official_key_names(tiny_model_dir):
+    """Our folders use the official layout on disk, so the official code can load them too."""
+    from safetensors import safe_open
+
+    keys = list(safe_open(str(tiny_model_dir / "model.safetensors"), "pt").keys())
+    prefixes = {".".join(k.split(".")[:2]) if k.startswith("model.") else k.split(".")[0] for k in keys}
+    assert prefixes == {"visual", "visual_low_level", "model.layers", "model.embed_tokens", "model.norm", "lm_head"}
