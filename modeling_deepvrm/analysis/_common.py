@@ -17,30 +17,10 @@ import torch
 
 from ..configuration.configuration_deepvrm import DEFAULT_LABELS, DEFAULT_PIXELS, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
 from ..modeling import detection_prompt_inputs, mm_token_type_ids_from_input_ids
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from ..scoring import DTYPES, resolve_device, resolve_dtype  # noqa: F401  (re-exported for probe/attribute)
 
 
 # ----------------------------------------------------------------------------------------- devices
-def resolve_device(name: str = "auto") -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available here.")
-    return device
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name in (None, "auto"):
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    if name not in DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; choose one of auto, {', '.join(DTYPES)}.")
-    return DTYPES[name]
-
-
 def add_runtime_arguments(parser, batch_size: int = 8) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="auto: bf16 on GPU, fp32 on CPU")
