@@ -749,8 +749,13 @@ def main(argv: list[str] | None = None) -> int:
         train_reals = [c[3] for c in reals if c[0].split == "train"]
         log(f"training the autoencoder on {len(train_reals)} training real crops ({args.autoencoder_steps} steps)")
         autoencoder = train_autoencoder(train_reals, args.seed, args.autoencoder_steps)
-    wanted_reals = [c for c in reals if c[0].split in args.splits]
-    reconstructions, psnrs = reconstruct(autoencoder, [c[3] for c in wanted_reals])
+    # Every real crop, in the full build's batches, even when only some splits are written: a
+    # convolution's float round-off depends on the batch it runs in, and one level of difference
+    # would make a partial build's pixels differ from the manifest's.
+    reconstructions, psnrs = reconstruct(autoencoder, [c[3] for c in reals])
+    wanted = [i for i, c in enumerate(reals) if c[0].split in args.splits]
+    wanted_reals = [reals[i] for i in wanted]
+    reconstructions, psnrs = [reconstructions[i] for i in wanted], [psnrs[i] for i in wanted]
     timings["autoencoder_s"] = time.perf_counter() - t
     log(f"autoencoder fakes: PSNR {np.mean(psnrs):.1f} dB mean ({min(psnrs):.1f}..{max(psnrs):.1f}) in {timings['autoencoder_s']:.0f}s")
 
