@@ -32,7 +32,7 @@ demo: install $(DEMO_DATA)/test.json
 $(DEMO_DATA)/test.json: | install
 	$(PY) demo/build_dataset.py --splits test --output $(DEMO_DATA)
 
-# Rebuild the whole demo dataset (every split, a newly trained autoencoder; about 3 minutes) and
+# Rebuild the whole demo dataset (every split, a newly trained autoencoder; about 4 minutes) and
 # retrain the demo model from it (stage 1 then stage 2 with `deepvrm train`; about 7 minutes on
 # 2 cores). Both use fixed seeds; they rewrite demo/dataset/ and examples/demo-model/.
 demo-data: install
