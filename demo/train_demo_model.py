@@ -8,13 +8,15 @@ Steps (each a `deepvrm` command, run with this Python; the commands are printed)
 
 1. a random `small`-preset Deep-VRM (seed 0), with `initializer_range` raised from 0.02 to
    INIT_RANGE in both towers and the language model: the `small` shape is 128/256 wide, and at 0.02
-   its random layers shrink every signal so much that LoRA barely trains;
+   its random layers shrink every signal so much that LoRA barely trains; patch embeddings start as
+   2-D DCT filters (`deepvrm init --patch-embedding dct`);
 2. `deepvrm train --stage 1` (demo/recipes/stage1.yaml) on the training split;
 3. `deepvrm train --stage 2` (demo/recipes/stage2.yaml) from stage 1's output;
 4. the stage-2 model saved as `DeepVRMForConditionalGeneration` in bfloat16 (the safetensors stay
    under 20 MB; `deepvrm detect` computes in float32 on a CPU) with its processor;
 5. `deepvrm evaluate` on the test and validation splits, one evaluation set per fake source;
-6. README.md (the model card) with the measured metrics, timings and commands.
+6. the example images' scores and demo/dct_probe.py's reference numbers;
+7. README.md (the model card) with the measured metrics, timings and commands.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import dct_probe  # demo/dct_probe.py: this script's folder is on sys.path when it runs
 
 REPO = Path(__file__).resolve().parent.parent
 RECORD = REPO / "demo" / "dataset"  # the dataset's manifest, build_info.json and NOTICE.md (committed)
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": metrics,
         "example_scores": example_scores,
         "dataset_counts": build_info.get("counts", {}),
-        "dct_probe_roc_auc": dct_probe(data),
+        "dct_probe_roc_auc": dct_probe.probe(data),
         "machine": {"cpus": _cpus(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
                     "torch": torch.__version__},
     }  # fmt: skip
@@ -143,16 +147,6 @@ def main(argv: list[str] | None = None) -> int:
         for name, m in metrics[split].items():
             log(f"{name:<24} acc {_f(m['accuracy'])}  AP {_f(m['average_precision'])}  ROC-AUC {_f(m['roc_auc'])}")
     return 0
-
-
-def dct_probe(data: Path) -> dict:
-    """demo/dct_probe.py's reference numbers (a linear model on DCT log-energies) for the card."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("demo_dct_probe", REPO / "demo" / "dct_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.probe(data)
 
 
 def _rel(value) -> str:
