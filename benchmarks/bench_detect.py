@@ -42,9 +42,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from deepvrm import detect
-    from deepvrm.init_model import init_model_folder
-    from deepvrm.scoring import Detector
+    from deepvrm.cli import detect
+    from deepvrm.configuration.init_model import init_model_folder
+    from deepvrm.inference.detector import Detector
 
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(init_model_folder(args.preset, os.path.join(tmp, "model"), seed=0))

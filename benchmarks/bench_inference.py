@@ -149,7 +149,7 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.model_dir is None:
-            from deepvrm.init_model import init_model_folder
+            from deepvrm.configuration.init_model import init_model_folder
 
             args.model_dir = str(init_model_folder(args.preset, Path(tmp) / "model", seed=0))
         results = {"preset": args.preset, "device": args.device, "dtype": args.dtype, "threads": args.threads, "runs": {}}

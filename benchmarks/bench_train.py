@@ -68,9 +68,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from deepvrm.analysis.synthetic import write_dataset
-    from deepvrm.configuration import DeepVRMConfig
+    from deepvrm import DeepVRMConfig
+    from deepvrm.configuration import preset_config
 
-    side = int(DeepVRMConfig.from_preset(args.preset).max_pixels ** 0.5)
+    side = int(preset_config(args.preset).max_pixels ** 0.5)
     results = {"preset": args.preset, "batch_size": args.batch_size, "steps": args.steps, "image_size": side, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         data = write_dataset(Path(tmp) / "data", per_class=args.batch_size * 4, size=side, seed=0)

@@ -52,12 +52,14 @@ def main() -> int:
     from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as stock
 
     from deepvrm import DeepVRMConfig, DeepVRMForImageClassification
+
+    from deepvrm.configuration import preset_config
     from deepvrm.fast_vision import use_fast_vision_modules
 
     t0 = time.time()
     device = torch.device(args.device)
     memory = torch.cuda.memory_allocated if device.type == "cuda" else (lambda: 0)
-    config = DeepVRMConfig.from_preset(
+    config = preset_config(
         args.preset,
         # Prompt ids normally come from Qwen's tokenizer; timing depends only on their number
         # (the paper's prompt is ~40 tokens around the 256 image tokens).

@@ -81,12 +81,13 @@ class _StepTimer:
 
 def seven_b(args) -> dict:
     from deepvrm import DeepVRMConfig, DeepVRMForConditionalGeneration
-    from deepvrm.init_model import build_processor
-    from deepvrm.tokenization import build_tiny_tokenizer, tiny_token_ids
+    from deepvrm.configuration import preset_config
+    from deepvrm.configuration.init_model import build_processor
+    from deepvrm.configuration.tokenizer import build_tiny_tokenizer, tiny_token_ids
     from deepvrm.trainers.lora import apply_lora
 
     tok = tiny_token_ids()
-    config = DeepVRMConfig.from_preset(args.preset, **{k: tok[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")})
+    config = preset_config(args.preset, **{k: tok[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")})
     config._attn_implementation = "sdpa"
     processor = build_processor(config, tokenizer=build_tiny_tokenizer())
     cuda = args.device == "cuda"

@@ -1,6 +1,7 @@
-"""What configures a Deep-VRM model: the config class, named presets and training recipes."""
+"""What configures a Deep-VRM model or a run, declaratively: named model shapes (presets) with the
+offline tokenizer of the small ones, training recipes (`recipes/*.yaml`) and accelerate launch
+configs (`accelerate/*.yaml`). The config class itself is a model file: `deepvrm.DeepVRMConfig`."""
 
-from .configuration_deepvrm import DeepVRMConfig
-from .presets import preset_names
+from .presets import preset_config, preset_names
 
-__all__ = ["DeepVRMConfig", "preset_names"]
+__all__ = ["preset_config", "preset_names"]

@@ -6,53 +6,28 @@ plus the low-level tower (their weights come from a checkpoint; their prompt ids
 from __future__ import annotations
 
 import copy
+from typing import Any
 
-_QWEN_VISION = {
-    "depth": 32,
-    "hidden_size": 1280,
-    "intermediate_size": 3420,
-    "num_heads": 16,
-    "hidden_act": "silu",
-    "in_channels": 3,
-    "patch_size": 14,
-    "spatial_merge_size": 2,
-    "temporal_patch_size": 2,
-    "tokens_per_second": 2,
-    "window_size": 112,
-    "fullatt_block_indexes": [7, 15, 23, 31],
-}
+from deepvrm.configuration_deepvrm import QWEN2_5_VL_7B_TEXT_CONFIG, QWEN2_5_VL_7B_VISION_CONFIG, DeepVRMConfig
+
+# Qwen2.5-VL's vision tower (the same for 3B, 7B and 72B but for its output width) and text settings.
+_QWEN_VISION = {k: v for k, v in QWEN2_5_VL_7B_VISION_CONFIG.items() if k != "out_hidden_size"}
+_QWEN_TEXT = {k: QWEN2_5_VL_7B_TEXT_CONFIG[k] for k in (
+    "hidden_act", "max_position_embeddings", "rms_norm_eps", "rope_parameters", "use_sliding_window",
+    "sliding_window", "bos_token_id", "eos_token_id")}  # fmt: skip
 _QWEN_TOKENS = {
     "image_token_id": 151655,
     "video_token_id": 151656,
     "vision_start_token_id": 151652,
     "vision_end_token_id": 151653,
 }
-_QWEN_TEXT = {
-    "hidden_act": "silu",
-    "max_position_embeddings": 128000,
-    "rms_norm_eps": 1e-6,
-    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
-    "use_sliding_window": False,
-    "sliding_window": 32768,
-    "bos_token_id": 151643,
-    "eos_token_id": 151645,
-}
 
 PRESETS: dict[str, dict] = {
     "qwen2.5-vl-7b": {
         **_QWEN_TOKENS,
         "tie_word_embeddings": False,
-        "vision_config": {**_QWEN_VISION, "out_hidden_size": 3584},
-        "text_config": {
-            **_QWEN_TEXT,
-            "vocab_size": 152064,
-            "hidden_size": 3584,
-            "intermediate_size": 18944,
-            "num_hidden_layers": 28,
-            "num_attention_heads": 28,
-            "num_key_value_heads": 4,
-            "max_window_layers": 28,
-        },
+        "vision_config": dict(QWEN2_5_VL_7B_VISION_CONFIG),
+        "text_config": dict(QWEN2_5_VL_7B_TEXT_CONFIG),
         "injection_layer": 16,  # the paper's K
     },
     "qwen2.5-vl-3b": {
@@ -146,8 +121,10 @@ def preset_config_dict(name: str) -> dict:
     config = copy.deepcopy(PRESETS[name])
     if config.pop("_tiny_tokenizer", False):
         # The small presets ship their own offline tokenizer, so their prompt ids are known here.
-        from deepvrm.configuration.configuration_deepvrm import DEFAULT_LABELS, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
-        from deepvrm.tokenization import build_tiny_tokenizer, prompt_ids_from_tokenizer, tiny_token_ids
+        from deepvrm.configuration_deepvrm import DEFAULT_LABELS, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
+        from deepvrm.processing_deepvrm import prompt_ids_from_tokenizer
+
+        from .tokenizer import build_tiny_tokenizer, tiny_token_ids
 
         token_ids = tiny_token_ids()
         config.update({k: token_ids[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")})
@@ -156,3 +133,18 @@ def preset_config_dict(name: str) -> dict:
             prompt_ids_from_tokenizer(build_tiny_tokenizer(), DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT, DEFAULT_LABELS)
         )
     return config
+
+
+def preset_config(name: str, **overrides: Any) -> DeepVRMConfig:
+    """A config from a named preset (`"tiny"`, `"small"`, `"qwen2.5-vl-3b"`, `"qwen2.5-vl-7b"`).
+
+    Keyword arguments override fields, e.g. `preset_config("tiny", injection_layer=1)`; a dict given
+    for `text_config` or `vision_config` updates the preset's sub-config instead of replacing it.
+    """
+    config = preset_config_dict(name)
+    for key, value in overrides.items():
+        if key in ("text_config", "vision_config") and isinstance(value, dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return DeepVRMConfig(**config)

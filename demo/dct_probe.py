@@ -30,9 +30,11 @@ def dct_log_energies(paths: list[Path], batch: int = 64) -> np.ndarray:
     from PIL import Image
 
     from deepvrm import DeepVRMConfig, DeepVRMImageProcessor
-    from deepvrm.init_model import dct_patch_filters
 
-    config = DeepVRMConfig.from_preset("small")
+    from deepvrm.configuration import preset_config
+    from deepvrm.configuration.init_model import dct_patch_filters
+
+    config = preset_config("small")
     processor = DeepVRMImageProcessor.from_config(config)
     vision = config.vision_config
     filters = dct_patch_filters(vision.hidden_size, 3, vision.temporal_patch_size, vision.patch_size).float()

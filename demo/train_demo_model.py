@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from deepvrm.init_model import init_model_folder
+    from deepvrm.configuration.init_model import init_model_folder
 
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = {split: evaluate(output, data, split, work / f"metrics_{split}.json") for split in ("test", "validation")}
     # P(fake) of the example images, as `deepvrm detect examples` computes it (tests/test_demo.py
     # checks that loading and preprocessing keep giving these numbers).
-    from deepvrm.scoring import Detector
+    from deepvrm.inference.detector import Detector
 
     examples = sorted(p for p in (REPO / "examples").iterdir() if p.suffix == ".png")
     example_scores = {r.path.rsplit("/", 1)[-1]: round(r.score, 5) for r in Detector.from_pretrained(output).score_paths(map(str, examples))}

@@ -325,7 +325,7 @@ def _processor_files(source: Path, config, scratch: Path):
         else:
             from transformers import AutoTokenizer
 
-            from deepvrm.init_model import build_processor
+            from deepvrm.configuration.init_model import build_processor
 
             config = config() if callable(config) else config
             processor = build_processor(config, tokenizer=AutoTokenizer.from_pretrained(source))

@@ -1,6 +1,6 @@
 """An independent Deep-VRM forward: stock transformers Qwen2.5-VL modules driven by hand.
 
-It shares no code with `deepvrm.modeling` / `deepvrm.injection`: the decoder loop, the causal
+It shares no code with `deepvrm.modeling_deepvrm` / `deepvrm.injection`: the decoder loop, the causal
 mask, the M-RoPE positions and the fusion formula are written out here from the paper's
 definition (DESIGN.md §1), so a test comparing the two checks the injection, not itself.
 """

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import deepvrm  # noqa: F401  (registers the Auto classes)
-from deepvrm.init_model import init_model_folder
+from deepvrm.configuration.init_model import init_model_folder
 
 torch.set_num_threads(2)
 

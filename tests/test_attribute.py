@@ -12,11 +12,13 @@ import torch
 from PIL import Image
 
 from deepvrm import DeepVRMConfig, DeepVRMForImageClassification
+
+from deepvrm.configuration import preset_config
 from deepvrm.analysis import synthetic
 from deepvrm.analysis._common import AnalysisModel
 from deepvrm.analysis.attribute import attribution_row, three_way_logodds, token_map
 from deepvrm.cli import main as cli_main
-from deepvrm.init_model import build_processor
+from deepvrm.configuration.init_model import build_processor
 
 TOP_RIGHT = (0.0, 0.5, 0.5, 1.0)
 
@@ -44,7 +46,7 @@ def _rows(z: dict) -> list[dict]:
 def trained(tmp_path_factory):
     """A tiny Deep-VRM before and after training only `visual_low_level` on checkerboard-vs-smooth."""
     torch.manual_seed(0)
-    config = DeepVRMConfig.from_preset("tiny")
+    config = preset_config("tiny")
     model = DeepVRMForImageClassification(config)
     with torch.no_grad():
         # A random LM head's answer logits span only about +-1; a trained one's span much more.
@@ -151,7 +153,7 @@ def test_attribute_refuses_a_plain_qwen_checkpoint(tmp_path, capsys):
 
     from _reference import DEEPVRM_ONLY
 
-    tiny = DeepVRMConfig.from_preset("tiny")
+    tiny = preset_config("tiny")
     Qwen2_5_VLForConditionalGeneration(
         Qwen2_5_VLConfig(**{k: v for k, v in tiny.to_dict().items() if k not in DEEPVRM_ONLY})
     ).save_pretrained(tmp_path / "qwen")
@@ -167,7 +169,7 @@ def test_token_map_points_at_the_image_region_whose_residual_differs():
     So only the tokens of the checkerboard's quarter carry a residual that differs from the
     semantic embedding, and the map must light up there: top right, not (transposed) bottom left."""
     torch.manual_seed(0)
-    config = DeepVRMConfig.from_preset("tiny", vision_config={"fullatt_block_indexes": []})
+    config = preset_config("tiny", vision_config={"fullatt_block_indexes": []})
     model = DeepVRMForImageClassification(config).eval()
     processor = build_processor(config)
     grey = np.full((112, 112, 3), 128, np.uint8)

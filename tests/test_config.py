@@ -8,12 +8,14 @@ from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoConfig, Qwen2_5_VLConfig
 
 from deepvrm import DeepVRMConfig, DeepVRMForConditionalGeneration
+
+from deepvrm.configuration import preset_config
 from deepvrm.configuration import preset_names
 
 
 def test_presets_exist_and_build():
     assert {"tiny", "small", "qwen2.5-vl-3b", "qwen2.5-vl-7b"} <= set(preset_names())
-    tiny = DeepVRMConfig.from_preset("tiny")
+    tiny = preset_config("tiny")
     assert tiny.model_type == "deepvrm" and tiny.id2label == {0: "real", 1: "fake"}
     assert tiny.has_prompt_ids and len(tiny.answer_token_ids) == 2
 
@@ -28,7 +30,7 @@ def test_presets_exist_and_build():
     ],
 )
 def test_full_size_presets_have_exact_parameter_counts(preset, total, low_level):
-    config = DeepVRMConfig.from_preset(preset)
+    config = preset_config(preset)
     with torch.device("meta"):
         model = DeepVRMForConditionalGeneration(config)
     assert sum(p.numel() for p in model.parameters()) == total
@@ -39,7 +41,7 @@ def test_full_size_presets_have_exact_parameter_counts(preset, total, low_level)
 @pytest.mark.parametrize("layer", [0, 4, 17, -1])
 def test_injection_layer_out_of_range_is_refused(layer):
     with pytest.raises(StrictDataclassClassValidationError, match="injection_layer must be an integer in 1..3"):
-        DeepVRMConfig.from_preset("tiny", injection_layer=layer)
+        preset_config("tiny", injection_layer=layer)
 
 
 @pytest.mark.parametrize(
@@ -55,16 +57,16 @@ def test_injection_layer_out_of_range_is_refused(layer):
 )
 def test_invalid_fields_give_clear_errors(overrides, message):
     with pytest.raises(StrictDataclassClassValidationError, match=message):
-        DeepVRMConfig.from_preset("tiny", **overrides)
+        preset_config("tiny", **overrides)
 
 
 def test_sub_config_overrides_merge_into_the_preset():
-    config = DeepVRMConfig.from_preset("tiny", text_config={"num_hidden_layers": 6}, injection_layer=5)
+    config = preset_config("tiny", text_config={"num_hidden_layers": 6}, injection_layer=5)
     assert config.text_config.num_hidden_layers == 6 and config.text_config.hidden_size == 64
 
 
 def test_save_and_reload_round_trip(tmp_path):
-    config = DeepVRMConfig.from_preset("tiny", fusion="gated", injection_layer=3)
+    config = preset_config("tiny", fusion="gated", injection_layer=3)
     config.save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(loaded, DeepVRMConfig)
@@ -75,7 +77,7 @@ def test_save_and_reload_round_trip(tmp_path):
 
 
 def test_plain_qwen_config_is_read_with_the_official_settings(tmp_path):
-    qwen = Qwen2_5_VLConfig(**{k: v for k, v in DeepVRMConfig.from_preset("qwen2.5-vl-7b").to_dict().items()
+    qwen = Qwen2_5_VLConfig(**{k: v for k, v in preset_config("qwen2.5-vl-7b").to_dict().items()
                               if k in ("text_config", "vision_config")})
     qwen.save_pretrained(tmp_path)
     config = DeepVRMConfig.from_pretrained(tmp_path)

@@ -47,7 +47,7 @@ def test_demo_model_card_reports_test_metrics_per_fake_source():
 def test_examples_score_as_recorded_when_the_demo_model_was_trained():
     """`deepvrm detect examples` with no --model uses the demo model, and loading + preprocessing
     give the P(fake) the training script recorded (a regression in either would change them)."""
-    from deepvrm.detect import main
+    from deepvrm.cli.detect import main
 
     record = json.loads((DEMO_MODEL / "demo_training.json").read_text())
     expected = record["example_scores"]
@@ -76,7 +76,7 @@ def test_pipeline_loads_the_demo_model():
 
 # ---------------------------------------------------------------------------------------- DCT initialisation
 def test_dct_patch_filters_are_orthogonal_and_span_low_to_high_frequencies():
-    from deepvrm.init_model import dct_patch_filters
+    from deepvrm.configuration.init_model import dct_patch_filters
 
     weight = dct_patch_filters(32, 3, 2, 14, seed=0)
     assert weight.shape == (32, 3, 2, 14, 14)
@@ -94,7 +94,7 @@ def test_dct_patch_filters_are_orthogonal_and_span_low_to_high_frequencies():
 
 def test_init_folder_with_dct_patch_embedding(tmp_path):
     from deepvrm import DeepVRMForConditionalGeneration
-    from deepvrm.init_model import dct_patch_filters, init_model_folder, main
+    from deepvrm.configuration.init_model import dct_patch_filters, init_model_folder, main
 
     path = init_model_folder("tiny", tmp_path / "dct", seed=0, patch_embedding="dct")
     model = DeepVRMForConditionalGeneration.from_pretrained(path)

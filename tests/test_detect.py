@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvrm import detect
-from deepvrm.detect import collect_inputs, main
-from deepvrm.scoring import Detector
+from deepvrm.cli import detect
+from deepvrm.cli.detect import collect_inputs, main
+from deepvrm.inference.detector import Detector
 
 # The official release's folder layout, as the core tests write it (a 28-layer tiny-width model).
 from test_official_checkpoint import _write_official, reference_model  # noqa: F401,E402  (reference_model: a fixture)
@@ -206,7 +206,7 @@ def test_usage_errors_exit_2(tmp_path, tiny_model_dir, capsys, monkeypatch):
         code, _, err = run([image, "--model", tiny_model_dir, "--device", "cuda"], capsys)
         assert code == 2 and "CUDA is not available" in err
     # No --model and no demo model installed.
-    monkeypatch.setattr("deepvrm.scoring.DEFAULT_MODEL", str(tmp_path / "examples" / "demo-model"))
+    monkeypatch.setattr("deepvrm.inference.detector.DEFAULT_MODEL", str(tmp_path / "examples" / "demo-model"))
     code, _, err = run([image], capsys)
     assert code == 2 and "no model given and the demo model is not installed" in err
 
@@ -214,7 +214,7 @@ def test_usage_errors_exit_2(tmp_path, tiny_model_dir, capsys, monkeypatch):
 def test_default_model_points_into_the_repository():
     from pathlib import Path
 
-    from deepvrm.scoring import DEFAULT_MODEL
+    from deepvrm.inference.detector import DEFAULT_MODEL
 
     repo = Path(__file__).resolve().parent.parent
     assert Path(DEFAULT_MODEL) == repo / "examples" / "demo-model"
@@ -360,9 +360,9 @@ def test_official_layout_folder_is_scored_at_the_papers_pixel_budget(reference_m
     ours): scored as Deep-VRM at 512x512 pixels, as the chat model would answer."""
     import torch
 
-    from deepvrm.image_io import open_image
-    from deepvrm.init_model import build_processor
-    from deepvrm.processing import DeepVRMImageProcessor
+    from deepvrm.inference.images import open_image
+    from deepvrm.configuration.init_model import build_processor
+    from deepvrm.processing_deepvrm import DeepVRMImageProcessor
 
     model = reference_model
     folder = _write_official(model, tmp_path / "official")

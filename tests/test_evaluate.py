@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvrm.evaluate import Perturbation, main, parse_perturbations
-from deepvrm.scoring import Detector, ScoreResult
+from deepvrm.cli.evaluate import Perturbation, main, parse_perturbations
+from deepvrm.inference.detector import Detector, ScoreResult
 from deepvrm.trainers.metrics import binary_metrics
 
 

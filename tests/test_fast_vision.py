@@ -9,12 +9,14 @@ import torch
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
 
 from deepvrm import DeepVRMConfig, DeepVRMModel
+
+from deepvrm.configuration import preset_config
 from deepvrm.fast_vision import BatchedWindowVisionAttention, LinearPatchEmbed, use_fast_vision_modules
 
 
 def _stock_tower(attn="sdpa"):
     torch.manual_seed(0)
-    config = DeepVRMConfig.from_preset("tiny").vision_config
+    config = preset_config("tiny").vision_config
     config._attn_implementation = attn
     return Qwen2_5_VisionTransformerPretrainedModel._from_config(config).eval()
 
@@ -54,7 +56,7 @@ def test_fast_attention_gradients_equal_stock():
 
 
 def test_eager_backend_keeps_the_stock_path_for_attention_outputs():
-    model = DeepVRMModel(DeepVRMConfig.from_preset("tiny"))
+    model = DeepVRMModel(preset_config("tiny"))
     eager = copy.deepcopy(model)
     eager.set_attn_implementation("eager")
     grid = torch.tensor([[1, 8, 8]])
@@ -66,7 +68,7 @@ def test_eager_backend_keeps_the_stock_path_for_attention_outputs():
 
 
 def test_vision_plan_is_computed_once_per_grid():
-    model = DeepVRMModel(DeepVRMConfig.from_preset("tiny"))
+    model = DeepVRMModel(preset_config("tiny"))
     grid = torch.tensor([[1, 8, 8], [1, 8, 8]])
     first = model.vision_plan(grid)
     assert model.vision_plan(grid)["window_index"] is first["window_index"]

@@ -9,13 +9,14 @@ from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
 from _reference import DEEPVRM_ONLY
 from deepvrm import DeepVRMConfig, DeepVRMForConditionalGeneration, DeepVRMForImageClassification
-from deepvrm.init_model import build_processor
+from deepvrm.configuration import preset_config
+from deepvrm.configuration.init_model import build_processor
 
 
 @pytest.fixture(scope="module")
 def base():
     torch.manual_seed(3)
-    tiny = DeepVRMConfig.from_preset("tiny")
+    tiny = preset_config("tiny")
     config = Qwen2_5_VLConfig(**{k: v for k, v in tiny.to_dict().items() if k not in DEEPVRM_ONLY})
     return Qwen2_5_VLForConditionalGeneration(config).eval(), tiny
 

@@ -73,10 +73,11 @@ def make_official_folder(out: Path) -> Path:
     field (28 layers, so the hard-coded injection layer 16 applies), weights under transformers 4.5x's
     legacy names (visual.*, visual_low_level.*, model.layers.*), and a bare tokenizer."""
     from deepvrm import DeepVRMConfig
-    from deepvrm.tokenization import build_tiny_tokenizer
+    from deepvrm.configuration import preset_config
+    from deepvrm.configuration.tokenizer import build_tiny_tokenizer
 
     torch.manual_seed(1)
-    config = DeepVRMConfig.from_preset("tiny", injection_layer=16, text_config={"num_hidden_layers": 28, "max_window_layers": 28})
+    config = preset_config("tiny", injection_layer=16, text_config={"num_hidden_layers": 28, "max_window_layers": 28})
     model = DeepVRMForConditionalGeneration(config)
     with torch.no_grad():  # the towers differ, as after training
         for p in model.model.visual_low_level.parameters():
@@ -420,9 +421,9 @@ def test_remote_code_is_generated_from_the_package_and_self_contained():
     modeling = remote.files["modeling_deepvrm.py"]
     # every class of the package's model and injection modules is there, from the same source text
     import deepvrm.injection
-    import deepvrm.modeling
+    import deepvrm.modeling_deepvrm
 
-    for module in (deepvrm.modeling, deepvrm.injection):
+    for module in (deepvrm.modeling_deepvrm, deepvrm.injection):
         for name, obj in vars(module).items():
             if isinstance(obj, type) and obj.__module__ == module.__name__:
                 assert f"class {name}(" in modeling, name

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepvrm.image_io import ImageError, fit_aspect_ratio, open_image, to_rgb
+from deepvrm.inference.images import ImageError, fit_aspect_ratio, open_image, to_rgb
 
 
 # ---------------------------------------------------------------------------------------- builders
@@ -212,7 +212,7 @@ def test_decompression_bombs_are_refused_before_decoding(tmp_path):
 
 # ---------------------------------------------------------------------------------------- aspect ratio
 def test_fit_aspect_ratio_pads_strips_the_processor_would_refuse():
-    from deepvrm.processing import DeepVRMImageProcessor
+    from deepvrm.processing_deepvrm import DeepVRMImageProcessor
 
     processor = DeepVRMImageProcessor(size={"shortest_edge": 112 * 112, "longest_edge": 112 * 112})
     strip = Image.new("RGB", (1000, 2), (5, 6, 7))

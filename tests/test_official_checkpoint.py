@@ -17,8 +17,9 @@ from deepvrm import (
     DeepVRMModel,
     MissingWeightsError,
 )
-from deepvrm.convert import main as convert_main
-from deepvrm.init_model import build_processor
+from deepvrm.cli.convert import main as convert_main
+from deepvrm.configuration.init_model import build_processor
+from deepvrm.configuration import preset_config
 
 # A Qwen2.5-VL-shaped model with the 7B's depth (28 layers), so the official hard-coded
 # injection layer 16 applies, but tiny widths.
@@ -63,7 +64,7 @@ def _legacy_name(key: str) -> str:
 @pytest.fixture(scope="module")
 def reference_model():
     torch.manual_seed(0)
-    config = DeepVRMConfig.from_preset("tiny", injection_layer=16, **SHAPE)
+    config = preset_config("tiny", injection_layer=16, **SHAPE)
     model = DeepVRMForConditionalGeneration(config).eval()
     with torch.no_grad():  # towers differ, as after training
         for p in model.model.visual_low_level.parameters():

@@ -8,14 +8,16 @@ from _reference import reference_logits, stock_models_from
 from conftest import random_image
 
 from deepvrm import DeepVRMConfig, DeepVRMForConditionalGeneration
-from deepvrm.init_model import build_processor
+
+from deepvrm.configuration import preset_config
+from deepvrm.configuration.init_model import build_processor
 
 TOL = 1e-4
 
 
 def _model(fusion="mean", attn="eager", seed=0, **overrides):
     torch.manual_seed(seed)
-    config = DeepVRMConfig.from_preset("tiny", fusion=fusion, **overrides)
+    config = preset_config("tiny", fusion=fusion, **overrides)
     config._attn_implementation = attn
     model = DeepVRMForConditionalGeneration(config).eval()
     # Make the two towers differ, as after training, so that fusing the wrong tower would show.

@@ -20,12 +20,13 @@ from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
 from _reference import DEEPVRM_ONLY
 from deepvrm import DeepVRMConfig, DeepVRMForImageClassification
+from deepvrm.configuration import preset_config
 from deepvrm.analysis import synthetic
 from deepvrm.analysis._common import load_analysis_model
 from deepvrm.analysis.probe import main as probe_main
 from deepvrm.analysis.probe import pooled_hidden_states, suggest_injection_layer
 from deepvrm.cli import main as cli_main
-from deepvrm.init_model import build_processor
+from deepvrm.configuration.init_model import build_processor
 
 NUM_LAYERS, K = 6, 3
 
@@ -69,7 +70,7 @@ def planted(tmp_path_factory):
     """A Deep-VRM folder whose real/fake signal enters at layer K, and two datasets."""
     root = tmp_path_factory.mktemp("probe")
     torch.manual_seed(0)
-    config = DeepVRMConfig.from_preset("tiny", injection_layer=K, text_config={"num_hidden_layers": NUM_LAYERS})
+    config = preset_config("tiny", injection_layer=K, text_config={"num_hidden_layers": NUM_LAYERS})
     model = DeepVRMForImageClassification(config).eval()
     processor = build_processor(config)
     _blind(model.model.visual, _checkerboard_direction(processor.image_processor))  # the low-level copy still sees it
@@ -118,7 +119,7 @@ def test_plain_qwen_checkpoint_gives_the_same_features_as_deepvrm_before_injecti
     """A stock Qwen2.5-VL folder is probed as itself; a Deep-VRM built from it agrees up to depth K."""
     _, _, striped, _ = planted
     torch.manual_seed(3)
-    tiny = DeepVRMConfig.from_preset("tiny")
+    tiny = preset_config("tiny")
     base = Qwen2_5_VLForConditionalGeneration(
         Qwen2_5_VLConfig(**{k: v for k, v in tiny.to_dict().items() if k not in DEEPVRM_ONLY})
     ).eval()

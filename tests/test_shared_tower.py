@@ -8,13 +8,15 @@ from conftest import random_image
 from transformers import AutoModelForImageClassification
 
 from deepvrm import DeepVRMConfig, DeepVRMForImageClassification
+
+from deepvrm.configuration import preset_config
 from deepvrm.shared_tower import lora_target_names
 
 
 def _stage2_like_model(rank=4, seed=0):
     """A separate-tower model whose low-level tower is visual + rank-`rank` deltas, as stage 2 leaves it."""
     torch.manual_seed(seed)
-    model = DeepVRMForImageClassification(DeepVRMConfig.from_preset("tiny")).eval()
+    model = DeepVRMForImageClassification(preset_config("tiny")).eval()
     low = model.model.visual_low_level
     with torch.no_grad():
         for name in lora_target_names(low):
@@ -24,7 +26,7 @@ def _stage2_like_model(rank=4, seed=0):
 
 
 def _pixels(model):
-    from deepvrm.init_model import build_processor
+    from deepvrm.configuration.init_model import build_processor
 
     images = [random_image(112, 112, seed=1), random_image(70, 150, seed=2)]
     return build_processor(model.config).image_processor(images, return_tensors="pt")
@@ -78,10 +80,10 @@ def test_towers_that_differ_outside_the_lora_targets_are_refused():
 
 def test_fresh_shared_model_is_an_exact_copy_and_trains_its_deltas():
     torch.manual_seed(0)
-    separate = DeepVRMForImageClassification(DeepVRMConfig.from_preset("tiny")).eval()
+    separate = DeepVRMForImageClassification(preset_config("tiny")).eval()
     torch.manual_seed(0)
     shared = DeepVRMForImageClassification(
-        DeepVRMConfig.from_preset("tiny", low_level_tower="shared", low_level_lora_rank=8)).eval()
+        preset_config("tiny", low_level_tower="shared", low_level_lora_rank=8)).eval()
     shared.load_state_dict({k: v for k, v in separate.state_dict().items() if "visual_low_level" not in k}, strict=False)
     inputs = _pixels(separate)
     with torch.no_grad():

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from deepvrm.init_model import init_model_folder
+    from deepvrm.configuration.init_model import init_model_folder
 
     from .cli import main as train_main
 

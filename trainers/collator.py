@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from deepvrm.tokenization import render_prompt
+from deepvrm.processing_deepvrm import render_prompt
 
 from .data import ImageReadError, load_image
 

@@ -34,7 +34,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deepvrm.image_io import IMAGE_EXTENSIONS  # the extensions `deepvrm detect` looks for in folders
+from deepvrm.inference.images import IMAGE_EXTENSIONS  # the extensions `deepvrm detect` looks for in folders
 
 # Folder names that carry a label (compared lower-case, with "-" and " " read as "_").
 REAL_FOLDERS = frozenset({"real", "0_real", "nature", "natural", "reals", "authentic", "genuine", "0"})
@@ -422,7 +422,7 @@ def load_image(entry, index: int | None = None):
 
     from PIL import Image
 
-    from deepvrm.image_io import ImageError, fit_aspect_ratio, open_image, to_rgb
+    from deepvrm.inference.images import ImageError, fit_aspect_ratio, open_image, to_rgb
 
     if isinstance(entry, (str, Path)):
         entry = {"path": str(entry), "bytes": None}

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from deepvrm.configuration import DeepVRMConfig, preset_names
+from deepvrm import DeepVRMConfig
+from deepvrm.configuration import preset_config, preset_names
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def load_stage1_model(path: str, dtype="auto", meta: bool = False, attn_implemen
     kind = model_kind(path)
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     if kind == "preset":
-        config = stock_config(DeepVRMConfig.from_preset(path))
+        config = stock_config(preset_config(path))
         if attn_implementation:
             config._attn_implementation = attn_implementation
         if meta:
@@ -136,7 +137,7 @@ def load_stage2_model(
     overrides = {k: v for k, v in {"injection_layer": injection_layer, "fusion": fusion}.items() if v is not None}
     kind = model_kind(path)
     if kind == "preset":
-        config = DeepVRMConfig.from_preset(path, **overrides)
+        config = preset_config(path, **overrides)
         if attn_implementation:
             config._attn_implementation = attn_implementation
         if meta:
@@ -189,10 +190,10 @@ def load_processor(path: str, config=None):
     """The processor for a model: its folder's DeepVRM processor when it has one, else Deep-VRM's
     processor (the config's fixed pixel budget) around the folder's tokenizer."""
     from deepvrm import DeepVRMProcessor
-    from deepvrm.init_model import build_processor
+    from deepvrm.configuration.init_model import build_processor
 
     if is_preset(path):
-        return build_processor(DeepVRMConfig.from_preset(path))
+        return build_processor(preset_config(path))
     local = Path(path).expanduser()
     processor_config = local / "processor_config.json"
     if processor_config.exists() and json.loads(processor_config.read_text()).get("processor_class") == "DeepVRMProcessor":

@@ -8,11 +8,11 @@ import importlib.util
 import sys
 
 COMMANDS = {
-    "detect": ("deepvrm.detect", "Score images as real or fake (the main job)."),
-    "evaluate": ("deepvrm.evaluate", "Accuracy, AP and ROC-AUC of a model on labelled data."),
+    "detect": ("deepvrm.cli.detect", "Score images as real or fake (the main job)."),
+    "evaluate": ("deepvrm.cli.evaluate", "Accuracy, AP and ROC-AUC of a model on labelled data."),
     "train": ("deepvrm.trainers.cli", "Train stage 1 or 2 of the paper's recipe with the HF Trainer."),
-    "init": ("deepvrm.init_model", "Write a randomly initialised model folder from a preset."),
-    "convert": ("deepvrm.convert", "Convert an official-layout Deep-VRM checkpoint to a native deepvrm folder."),
+    "init": ("deepvrm.configuration.init_model", "Write a randomly initialised model folder from a preset."),
+    "convert": ("deepvrm.cli.convert", "Convert an official-layout Deep-VRM checkpoint to a native deepvrm folder."),
     "push": ("deepvrm.hub_upload.cli", "Export a model folder for the Hub (remote code, card) and upload it."),
     "probe": ("deepvrm.analysis.probe", "Layer-wise linear probes of real-vs-fake information."),
     "attribute": ("deepvrm.analysis.attribute", "Per-image attribution to the semantic and artifact paths."),

@@ -22,13 +22,49 @@ FUSIONS = ("mean", "add", "gated")
 # What the official release hard-codes (nothing about it is written in its config.json).
 OFFICIAL_INJECTION_LAYER = 16
 OFFICIAL_FUSION = "mean"
-# Where `trust_remote_code` finds our classes in an exported folder (hub_upload writes those files);
-# with deepvrm installed the registered classes are used and these files are not needed.
+# Where `trust_remote_code` finds the classes in a saved folder: `save_pretrained` copies this file,
+# modeling_deepvrm.py and processing_deepvrm.py (and what they import) beside the weights. Every model
+# class is listed, not only the one that saved, so any Auto class loads any Deep-VRM folder. With
+# deepvrm installed the registered classes are used instead of the copies.
 AUTO_MAP = {
     "AutoConfig": "configuration_deepvrm.DeepVRMConfig",
     "AutoModel": "modeling_deepvrm.DeepVRMModel",
     "AutoModelForImageClassification": "modeling_deepvrm.DeepVRMForImageClassification",
     "AutoModelForImageTextToText": "modeling_deepvrm.DeepVRMForConditionalGeneration",
+}
+# The paper's backbone, Qwen2.5-VL-7B-Instruct (its config.json on the Hub): what a bare
+# `DeepVRMConfig()` describes. Qwen2_5_VLConfig's own defaults mix a 72B text model with a 7B vision tower.
+QWEN2_5_VL_7B_VISION_CONFIG = {
+    "depth": 32,
+    "hidden_size": 1280,
+    "intermediate_size": 3420,
+    "num_heads": 16,
+    "hidden_act": "silu",
+    "in_channels": 3,
+    "patch_size": 14,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "tokens_per_second": 2,
+    "window_size": 112,
+    "fullatt_block_indexes": [7, 15, 23, 31],
+    "out_hidden_size": 3584,
+}
+QWEN2_5_VL_7B_TEXT_CONFIG = {
+    "hidden_act": "silu",
+    "max_position_embeddings": 128000,
+    "rms_norm_eps": 1e-6,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+    "use_sliding_window": False,
+    "sliding_window": 32768,
+    "bos_token_id": 151643,
+    "eos_token_id": 151645,
+    "vocab_size": 152064,
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "max_window_layers": 28,
 }
 
 
@@ -87,12 +123,9 @@ class DeepVRMConfig(Qwen2_5_VLConfig):
 
     def __post_init__(self, **kwargs):
         if self.text_config is None and self.vision_config is None and "hidden_size" not in kwargs:
-            # Qwen2_5_VLConfig()'s own defaults mix a 72B text model with a 7B vision tower; a bare
-            # DeepVRMConfig() is the paper's model, Qwen2.5-VL-7B.
-            from .presets import preset_config_dict
-
-            paper = preset_config_dict("qwen2.5-vl-7b")
-            self.text_config, self.vision_config = paper["text_config"], paper["vision_config"]
+            # A bare DeepVRMConfig() is the paper's model (Qwen2.5-VL-7B); token ids are Qwen2_5_VLConfig's defaults.
+            self.text_config = dict(QWEN2_5_VL_7B_TEXT_CONFIG)
+            self.vision_config = dict(QWEN2_5_VL_7B_VISION_CONFIG)
         if self.id2label is None:
             self.id2label = dict(enumerate(DEFAULT_LABELS))
         super().__post_init__(**kwargs)
@@ -156,23 +189,6 @@ class DeepVRMConfig(Qwen2_5_VLConfig):
         return [self.id2label[i] for i in sorted(self.id2label)]
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> "DeepVRMConfig":
-        """A config from a named preset (`"tiny"`, `"small"`, `"qwen2.5-vl-3b"`, `"qwen2.5-vl-7b"`).
-
-        Keyword arguments override fields, e.g. `from_preset("tiny", injection_layer=1)`; a dict given
-        for `text_config` or `vision_config` updates the preset's sub-config instead of replacing it.
-        """
-        from .presets import preset_config_dict
-
-        config = preset_config_dict(name)
-        for key, value in overrides.items():
-            if key in ("text_config", "vision_config") and isinstance(value, dict):
-                config[key] = {**config[key], **value}
-            else:
-                config[key] = value
-        return cls(**config)
-
-    @classmethod
     def from_qwen2_5_vl_config(cls, base: Qwen2_5_VLConfig | dict, **deepvrm_fields: Any) -> "DeepVRMConfig":
         """Wrap a plain Qwen2.5-VL config (object or dict) as a Deep-VRM config.
 
@@ -204,3 +220,9 @@ def _official_to_deepvrm_dict(config_dict: dict) -> dict:
     config_dict["id2label"] = dict(enumerate(DEFAULT_LABELS))
     config_dict.pop("label2id", None)
     return config_dict
+
+
+# `save_pretrained` copies this file into the saved folder (custom code for `trust_remote_code`).
+DeepVRMConfig.register_for_auto_class()
+
+__all__ = ["DeepVRMConfig"]

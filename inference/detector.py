@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .image_io import DEFAULT_MAX_PIXELS, ImageError, fit_aspect_ratio, open_image
+from deepvrm.inference.images import DEFAULT_MAX_PIXELS, ImageError, fit_aspect_ratio, open_image
 
 # <repo>/examples/demo-model, next to the package source (installed editable).
 DEFAULT_MODEL = str(Path(__file__).resolve().parent.parent / "examples" / "demo-model")
@@ -103,7 +103,7 @@ def load_classifier(model_id: str, device: torch.device, dtype: torch.dtype, **l
     """`DeepVRMForImageClassification` on `device` in `dtype` and its image processor, from a deepvrm
     folder, an official-layout Deep-VRM folder (`model_type: qwen2_5_vl`) or a Hub id.
     Raises `ModelLoadError` with the reason."""
-    from . import DeepVRMForImageClassification, DeepVRMImageProcessor
+    from deepvrm import DeepVRMForImageClassification, DeepVRMImageProcessor
 
     model_id = os.path.expanduser(os.fspath(model_id))
     if not os.path.exists(model_id) and _looks_local(model_id):
@@ -229,7 +229,7 @@ class Detector:
     def score_images(self, images: Iterable) -> np.ndarray:
         """P(fake) of in-memory images (any PIL mode, converted as `image_io.to_rgb` does).
         Raises if an image cannot be scored; use `score_paths` for per-file errors."""
-        from .image_io import to_rgb
+        from deepvrm.inference.images import to_rgb
 
         scores = []
         images = list(images)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .detect import UsageError, _display, add_model_arguments, check_model_arguments, load_detector, progress_bar
+from deepvrm.cli.detect import UsageError, _display, add_model_arguments, check_model_arguments, load_detector, progress_bar
 
 TABLE_COLUMNS = (
     ("n_real", "real"), ("n_fake", "fake"), ("accuracy", "acc"), ("real_accuracy", "real_acc"),
@@ -112,7 +112,7 @@ def group_samples(datasets: list[tuple[str, list]]) -> dict[str, list]:
 
 def group_metrics(groups: dict[str, list], scores: dict[str, float | None], threshold: float) -> dict[str, dict]:
     """Metrics of each group from per-image P(fake) (`None`: the image failed, left out)."""
-    from .trainers.metrics import binary_metrics
+    from deepvrm.trainers.metrics import binary_metrics
 
     result = {}
     for name, samples in groups.items():
@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def read_datasets(paths: list[str]) -> list[tuple[str, list]]:
     """(unique dataset name, samples) per DATA argument and dataset inside it. Raises UsageError."""
-    from .trainers.data import read_samples
+    from deepvrm.trainers.data import read_samples
 
     datasets: dict[str, list] = {}
     for path in paths:

@@ -8,15 +8,17 @@ from pathlib import Path
 
 import torch
 
-from .configuration import DeepVRMConfig
-from .modeling import DeepVRMForConditionalGeneration
-from .processing import DeepVRMImageProcessor, DeepVRMProcessor
+from deepvrm import DeepVRMConfig
+
+from .presets import preset_config
+from deepvrm.modeling_deepvrm import DeepVRMForConditionalGeneration
+from deepvrm.processing_deepvrm import DeepVRMImageProcessor, DeepVRMProcessor
 
 
 def build_processor(config: DeepVRMConfig, tokenizer=None) -> DeepVRMProcessor:
     """The processor matching a config; the presets with an offline tokenizer need none given."""
     if tokenizer is None:
-        from .tokenization import build_tiny_tokenizer
+        from deepvrm.configuration.tokenizer import build_tiny_tokenizer
 
         if config.text_config.vocab_size > 4096:
             raise ValueError("This config needs its own tokenizer (e.g. Qwen2.5-VL's); pass `tokenizer=`.")
@@ -85,7 +87,7 @@ def init_model_folder(
     `dct_patch_filters`) instead of white noise: for models trained from scratch on pixel traces.
     """
     output_dir = Path(output_dir)
-    config = DeepVRMConfig.from_preset(preset, **config_overrides)
+    config = preset_config(preset, **config_overrides)
     torch.manual_seed(seed)
     model = DeepVRMForConditionalGeneration(config)
     init_patch_embedding_(model, patch_embedding, config.vision_config.initializer_range, seed=seed)
@@ -97,7 +99,7 @@ def init_model_folder(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .configuration.presets import preset_names
+    from .presets import preset_names
 
     parser = argparse.ArgumentParser(prog="deepvrm init", description=__doc__)
     parser.add_argument("--preset", required=True, choices=preset_names())

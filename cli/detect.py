@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from .image_io import DEFAULT_MAX_PIXELS, is_image_name
+from deepvrm.inference.images import DEFAULT_MAX_PIXELS, is_image_name
 
 # Show a progress bar when stderr is a terminal, or when a run is this long anyway (e.g. in logs).
 PROGRESS_MIN_IMAGES = 100
@@ -260,7 +260,7 @@ def load_detector(args):
     """A `Detector` for the shared options, or `UsageError`."""
     from PIL import Image
 
-    from .scoring import DEFAULT_MODEL, Detector, ModelLoadError
+    from deepvrm.inference.detector import DEFAULT_MODEL, Detector, ModelLoadError
 
     model = args.model
     if model is None:

@@ -12,11 +12,14 @@ official checkpoint unchanged.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLModel
+from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
+from transformers.core_model_loading import WeightRenaming
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
     Qwen2_5_VisionTransformerPretrainedModel,
@@ -26,14 +29,152 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 
 from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids, get_vision_window_index
 
-from .configuration import DeepVRMConfig
-from . import shared_tower
+from .configuration_deepvrm import DeepVRMConfig
 from .fast_vision import use_fast_vision_modules
 from .injection import DeepVRMInjectionDecoderLayer, ResidualFusion
-from .loading import DeepVRMLoadingMixin
+from .processing_deepvrm import prompt_ids_from_tokenizer
+from .shared_tower import (
+    LoRADelta,
+    attach,
+    build_lora_tree,
+    detach,
+    factorise_low_level_tower,
+    low_level_active,
+    merged_low_level_tower,
+)
 
 
 logger = logging.getLogger(__name__)
+
+
+_LEGACY_TO_NEW = [
+    # Listed on its own (before `^visual`) so that saving writes it back as `visual_low_level.*`,
+    # the official layout, rather than leaving `model.visual_low_level.*`.
+    WeightRenaming(source_patterns=r"^visual_low_level", target_patterns="model.visual_low_level"),
+    WeightRenaming(source_patterns=r"^visual", target_patterns="model.visual"),
+    WeightRenaming(source_patterns=r"^model(?!\.(language_model|visual))", target_patterns="model.language_model"),
+]
+
+
+class MissingWeightsError(RuntimeError):
+    """A checkpoint lacks weights the model needs."""
+
+
+def register_weight_renaming() -> None:
+    """Teach transformers' loader the official checkpoint's legacy key names for our classes."""
+    for class_name in ("DeepVRMForConditionalGeneration", "DeepVRMForImageClassification"):
+        if get_checkpoint_conversion_mapping(class_name) is None:
+            register_checkpoint_conversion_mapping(class_name, list(_LEGACY_TO_NEW))
+    if get_checkpoint_conversion_mapping("DeepVRMModel") is None:
+        # The bare model (base_model_prefix "model"): legacy `model.layers.*` -> `model.language_model.layers.*`.
+        register_checkpoint_conversion_mapping(
+            "DeepVRMModel",
+            [WeightRenaming(source_patterns=r"^model\.(?!(language_model|visual))", target_patterns="model.language_model.")],
+        )
+
+
+def _allowed_missing(key: str) -> bool:
+    # A gate is new when a mean/add checkpoint is loaded as gated; it starts at zero (the base model).
+    return key.endswith("fusion.gate")
+
+
+class DeepVRMLoadingMixin:
+    """`from_pretrained` that refuses incomplete checkpoints, and `from_base_model`."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs)
+        missing = sorted(k for k in info["missing_keys"] if not _allowed_missing(k))
+        with torch.no_grad():
+            for key in info["missing_keys"]:
+                if _allowed_missing(key):
+                    # Its documented start, whatever memory the loader left there: a zero gate makes the
+                    # model compute exactly what the mean/add checkpoint's base computes.
+                    model.get_parameter(key).zero_()
+        if missing:
+            hint = ""
+            if any(".visual_low_level." in k or k.startswith("visual_low_level") for k in missing):
+                hint = (
+                    " The checkpoint has no low-level encoder (`visual_low_level.*`): is it a plain Qwen2.5-VL model? "
+                    "Build a Deep-VRM from it with `from_base_model(path)` instead."
+                )
+            shown = ", ".join(missing[:8]) + (f", ... ({len(missing)} in all)" if len(missing) > 8 else "")
+            raise MissingWeightsError(
+                f"{pretrained_model_name_or_path!s} is missing weights of {cls.__name__}: {shown}.{hint}"
+            )
+        if not model.config.has_prompt_ids:
+            _fill_prompt_ids_from_tokenizer(model.config, pretrained_model_name_or_path, kwargs)
+        return (model, info) if want_info else model
+
+    @classmethod
+    def from_base_model(cls, base, injection_layer: int | None = None, fusion: str = "mean", **config_overrides):
+        """A Deep-VRM built from a Qwen2.5-VL model (object, folder or Hub id).
+
+        The language model and `visual` are the base's own tensors (no copy); `visual_low_level`
+        is an exact clone of `visual`. With `fusion="gated"` the gate starts at zero, so the result
+        computes exactly what the base computes.
+        """
+        source = None
+        if isinstance(base, (str, os.PathLike)):
+            source = base
+            base = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype="auto")
+        overrides = dict(config_overrides, fusion=fusion)
+        if injection_layer is not None:
+            overrides["injection_layer"] = injection_layer
+        elif getattr(base.config, "injection_layer", None) is None:
+            # The paper's relative depth (16 of 28) when the caller does not choose.
+            overrides["injection_layer"] = max(1, round(base.config.text_config.num_hidden_layers * 16 / 28))
+        config = DeepVRMConfig.from_qwen2_5_vl_config(base.config, **overrides)
+        if config.prompt_prefix_ids is None and getattr(base.config, "prompt_prefix_ids", None) is not None:
+            for name in ("prompt_prefix_ids", "prompt_suffix_ids", "answer_token_ids"):
+                setattr(config, name, getattr(base.config, name))
+        config._attn_implementation = base.config._attn_implementation
+
+        with torch.device("meta"):
+            model = cls(config)
+        state = base.state_dict()
+        visual = {k: v for k, v in state.items() if k.startswith("model.visual.")}
+        state.update({"model.visual_low_level." + k[len("model.visual.") :]: v.clone() for k, v in visual.items()})
+        result = model.load_state_dict(state, strict=False, assign=True)
+        if result.unexpected_keys:
+            raise MissingWeightsError(f"Base model has weights Deep-VRM does not know: {result.unexpected_keys[:8]}")
+        # Non-persistent buffers (rotary frequencies) are not in state dicts: take the base's.
+        for name, buffer in base.named_buffers():
+            _set_tensor(model, name, buffer)
+            if name.startswith("model.visual."):
+                _set_tensor(model, "model.visual_low_level." + name[len("model.visual.") :], buffer.clone())
+        for name, param in model.named_parameters():
+            if param.device.type == "meta":
+                if not _allowed_missing(name):
+                    raise MissingWeightsError(f"Base model lacks {name}.")
+                _set_tensor(model, name, torch.nn.Parameter(torch.zeros(param.shape, dtype=param.dtype)))
+        model.tie_weights()
+        model.to(next(base.parameters()).device)
+        if source is not None and not config.has_prompt_ids:
+            _fill_prompt_ids_from_tokenizer(config, source, {})
+        return model.eval() if not base.training else model
+
+
+def _set_tensor(root: torch.nn.Module, dotted: str, tensor: torch.Tensor) -> None:
+    module_path, _, name = dotted.rpartition(".")
+    module = root.get_submodule(module_path) if module_path else root
+    if isinstance(tensor, torch.nn.Parameter):
+        module._parameters[name] = tensor
+    else:
+        module._buffers[name] = tensor
+
+
+def _fill_prompt_ids_from_tokenizer(config, path, load_kwargs: dict) -> None:
+    """Official checkpoints carry no prompt ids in config.json; take them from their tokenizer."""
+    from transformers import AutoTokenizer
+
+    hub_kwargs = {k: load_kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in load_kwargs}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **hub_kwargs)
+        config.update(prompt_ids_from_tokenizer(tokenizer, config.prompt, config.system_prompt, config.labels))
+    except Exception as error:  # no tokenizer there: classification will ask for one, generation still works
+        logger.warning("No prompt ids for %s (could not use its tokenizer: %s).", path, error)
 
 
 @dataclass
@@ -87,7 +228,7 @@ class DeepVRMPreTrainedModel(DeepVRMLoadingMixin, Qwen2_5_VLPreTrainedModel):
         if isinstance(module, ResidualFusion) and module.gate is not None:
             # A zero gate makes a fresh gated model compute exactly what its base model computes.
             init.zeros_(module.gate)
-        if isinstance(module, shared_tower.LoRADelta):
+        if isinstance(module, LoRADelta):
             # A zero B makes a fresh shared low-level encoder an exact copy of `visual`.
             init.kaiming_uniform_(module.lora_A, a=5**0.5)
             init.zeros_(module.lora_B)
@@ -102,14 +243,6 @@ class DeepVRMPreTrainedModel(DeepVRMLoadingMixin, Qwen2_5_VLPreTrainedModel):
             logger.warning("Deep-VRM needs non-re-entrant gradient checkpointing; using use_reentrant=False.")
         checkpoint_kwargs["use_reentrant"] = False
         super().gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpoint_kwargs, **kwargs)
-
-    def push_to_hub(self, repo_id: str, *, processor=None, **kwargs):
-        """Publish through deepvrm.hub_upload: weights, self-contained remote code (so
-        `trust_remote_code=True` works without this package), processor and model card, in one
-        commit. Options as `deepvrm push` (`private`, `revision`, `commit_message`, ...)."""
-        from .hub_upload import push_model
-
-        return push_model(self, repo_id, processor=processor, **kwargs)
 
     def share_vision_tower(self, rank: int | None = None):
         """Switch to the shared-tower form (see shared_tower.py); exact. Returns self."""
@@ -131,8 +264,8 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
         if config.low_level_tower == "separate":
             self.visual_low_level = Qwen2_5_VisionTransformerPretrainedModel._from_config(config.vision_config)
         else:
-            self.visual_low_level_lora = shared_tower.build_lora_tree(self.visual, config.low_level_lora_rank)
-            shared_tower.attach(self.visual, self.visual_low_level_lora)
+            self.visual_low_level_lora = build_lora_tree(self.visual, config.low_level_lora_rank)
+            attach(self.visual, self.visual_low_level_lora)
         self.language_model = Qwen2_5_VLTextModel._from_config(config.text_config)
         k = config.injection_layer
         self.language_model.layers[k] = DeepVRMInjectionDecoderLayer(config.text_config, k, config.fusion)
@@ -164,8 +297,8 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
     def to_shared_tower(self, rank: int | None = None) -> None:
         if self.shares_vision_tower:
             return
-        rank, factors = shared_tower.factorise_low_level_tower(self.visual, self.visual_low_level, rank)
-        lora = shared_tower.build_lora_tree(self.visual, rank)
+        rank, factors = factorise_low_level_tower(self.visual, self.visual_low_level, rank)
+        lora = build_lora_tree(self.visual, rank)
         dtype, device = self.visual.dtype, self.visual.device
         with torch.no_grad():
             for name, (a, b) in factors.items():
@@ -174,14 +307,14 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
                 delta.lora_B = nn.Parameter(b.to(device, dtype))
         del self.visual_low_level
         self.visual_low_level_lora = lora
-        shared_tower.attach(self.visual, lora)
+        attach(self.visual, lora)
         self.config.low_level_tower, self.config.low_level_lora_rank = "shared", rank
 
     def to_separate_tower(self) -> None:
         if not self.shares_vision_tower:
             return
-        self.visual_low_level = shared_tower.merged_low_level_tower(self.visual, self.visual_low_level_lora)
-        shared_tower.detach(self.visual)
+        self.visual_low_level = merged_low_level_tower(self.visual, self.visual_low_level_lora)
+        detach(self.visual)
         del self.visual_low_level_lora
         self.config.low_level_tower, self.config.low_level_lora_rank = "separate", None
 
@@ -211,7 +344,7 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
         """Low-level image embeddings `[n_image_tokens, hidden]`, in image-token order."""
         plan = self.vision_plan(image_grid_thw)
         if self.shares_vision_tower:
-            with shared_tower.low_level_active(self.visual_low_level_lora):
+            with low_level_active(self.visual_low_level_lora):
                 return self.visual(pixel_values.type(self.visual.dtype), grid_thw=image_grid_thw, **plan).pooler_output
         pixel_values = pixel_values.type(self.visual_low_level.dtype)
         return self.visual_low_level(pixel_values, grid_thw=image_grid_thw, **plan).pooler_output
@@ -393,7 +526,16 @@ class DeepVRMForImageClassification(DeepVRMPreTrainedModel):
         )
 
 
+# Official-layout checkpoints name weights `visual.*`, `model.layers.*`, ...: teach transformers' loader
+# those names for these classes, on import (in the package and in a folder's remote-code copy alike).
+register_weight_renaming()
+# `save_pretrained` copies the model files into the saved folder (custom code for `trust_remote_code`).
+DeepVRMModel.register_for_auto_class("AutoModel")
+DeepVRMForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
+DeepVRMForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+
 __all__ = [
+    "MissingWeightsError",
     "detection_prompt_inputs",
     "DeepVRMPreTrainedModel",
     "DeepVRMModel",

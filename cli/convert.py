@@ -8,15 +8,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from .configuration.configuration_deepvrm import FUSIONS
+from deepvrm.configuration_deepvrm import FUSIONS
 
 
 def convert(src: str, dst: str | Path, injection_layer: int | None = None, fusion: str | None = None,
             dtype: str = "auto") -> Path:
     from transformers import AutoTokenizer
 
-    from .init_model import build_processor
-    from .modeling import DeepVRMForConditionalGeneration
+    from deepvrm.configuration.init_model import build_processor
+    from deepvrm.modeling_deepvrm import DeepVRMForConditionalGeneration
 
     overrides = {k: v for k, v in {"injection_layer": injection_layer, "fusion": fusion}.items() if v is not None}
     model = DeepVRMForConditionalGeneration.from_pretrained(src, dtype=dtype, **overrides)

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..configuration.configuration_deepvrm import DEFAULT_LABELS, DEFAULT_PIXELS, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
-from ..modeling import detection_prompt_inputs, mm_token_type_ids_from_input_ids
-from ..scoring import DTYPES, resolve_device, resolve_dtype  # noqa: F401  (re-exported for probe/attribute)
+from deepvrm.configuration_deepvrm import DEFAULT_LABELS, DEFAULT_PIXELS, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
+from deepvrm.modeling_deepvrm import detection_prompt_inputs, mm_token_type_ids_from_input_ids
+from deepvrm.inference.detector import DTYPES, resolve_device, resolve_dtype  # noqa: F401  (re-exported for probe/attribute)
 
 
 # ----------------------------------------------------------------------------------------- devices
@@ -159,9 +159,9 @@ def load_analysis_model(
 
     `pixels` overrides the image budget (default: the Deep-VRM config's, or the paper's 512x512).
     """
-    from ..loading import MissingWeightsError
-    from ..modeling import DeepVRMForImageClassification
-    from ..processing import DeepVRMImageProcessor
+    from deepvrm.modeling_deepvrm import MissingWeightsError
+    from deepvrm.modeling_deepvrm import DeepVRMForImageClassification
+    from deepvrm.processing_deepvrm import DeepVRMImageProcessor
 
     model_id = os.path.expanduser(os.fspath(model_id))
     if os.path.isdir(model_id) and not os.path.isfile(os.path.join(model_id, "config.json")):
@@ -194,7 +194,7 @@ def load_analysis_model(
     else:
         from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
-        from ..tokenization import prompt_ids_from_tokenizer
+        from deepvrm.processing_deepvrm import prompt_ids_from_tokenizer
 
         try:
             full = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_id, dtype=dtype)
@@ -259,7 +259,7 @@ def parse_data_argument(value: str) -> tuple[str, str]:
 def read_datasets(values: list[str], max_images: int | None = None, need_labels: bool = True, seed: int = 0) -> list[Dataset]:
     """One `Dataset` per `--data` value. With `max_images`, a seeded sample that keeps the classes
     as balanced as the data allow."""
-    from ..trainers.data import read_samples
+    from deepvrm.trainers.data import read_samples
 
     datasets, seen = [], {}
     for value in values:
@@ -300,7 +300,7 @@ def balanced_subset(samples: list, n: int, seed: int = 0) -> list:
 def open_rgb(path: str):
     """The image as upright RGB, or raises `ValueError` with a one-line reason naming the file."""
     try:
-        from ..image_io import ImageError, fit_aspect_ratio, open_image
+        from deepvrm.inference.images import ImageError, fit_aspect_ratio, open_image
     except ImportError:  # pragma: no cover - image_io ships with the package
         from PIL import Image
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..modeling import DeepVRMImageFeatures
+from deepvrm.modeling_deepvrm import DeepVRMImageFeatures
 from ._common import (
     NO_MATPLOTLIB,
     AnalysisModel,

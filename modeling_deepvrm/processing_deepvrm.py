@@ -1,0 +1,158 @@
+"""Processing for Deep-VRM: the detection prompt, the image processor and the processor.
+
+The chat prompt is Qwen2.5-VL's (as the official training framework renders it):
+
+    <|im_start|>system\\n{system}<|im_end|>\\n<|im_start|>user\\n{prompt} <|vision_start|><|image_pad|>...<|vision_end|><|im_end|>\\n<|im_start|>assistant\\n
+
+`prompt_ids_from_tokenizer` splits it around the run of image-placeholder tokens, so the
+classification head can build input ids for any image grid without a tokenizer at run time.
+
+Both processors are Qwen2.5-VL's, with Deep-VRM's defaults: every image is resized to the config's
+pixel budget (the paper: 512x512), and the processor knows the detection prompt and its answers.
+The image processor uses transformers' PIL backend (no torchvision).
+"""
+
+from __future__ import annotations
+
+from transformers import Qwen2_5_VLProcessor
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+from .configuration_deepvrm import DEFAULT_LABELS, DEFAULT_PIXELS, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
+
+IMAGE_TOKEN = "<|image_pad|>"
+VIDEO_TOKEN = "<|video_pad|>"
+VISION_START = "<|vision_start|>"
+VISION_END = "<|vision_end|>"
+IMAGE_PLACEHOLDER = "<image>"  # how the official data format marks the image in a user turn
+VISION_SEGMENT = f"{VISION_START}{IMAGE_TOKEN}{VISION_END}"
+
+# Qwen2-VL's chat template, extended so that the official data format's "<image>" inside a string
+# turn renders the same as an {"type": "image"} content item.
+CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}"
+    "{{ message['content'] | replace('<image>', '<|vision_start|><|image_pad|><|vision_end|>') }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] | replace('<image>', '<|vision_start|><|image_pad|><|vision_end|>') }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def render_prompt(prompt: str, system_prompt: str | None, answer: str | None = None) -> str:
+    """The chat prompt as text, with one un-expanded image placeholder after the user text."""
+    user = prompt if IMAGE_PLACEHOLDER in prompt else f"{prompt} {IMAGE_PLACEHOLDER}"
+    text = f"<|im_start|>system\n{system_prompt}<|im_end|>\n" if system_prompt else ""
+    text += f"<|im_start|>user\n{user.replace(IMAGE_PLACEHOLDER, VISION_SEGMENT)}<|im_end|>\n<|im_start|>assistant\n"
+    if answer is not None:
+        text += f"{answer}<|im_end|>\n"
+    return text
+
+
+def prompt_ids_from_tokenizer(tokenizer, prompt: str, system_prompt: str | None, labels) -> dict:
+    """`prompt_prefix_ids`, `prompt_suffix_ids` and `answer_token_ids` for a config.
+
+    Each label's answer must be one token (it is scored as the first generated token).
+    """
+    text = render_prompt(prompt, system_prompt)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    if ids.count(image_id) != 1:
+        raise ValueError(f"The prompt must hold exactly one image placeholder, got {ids.count(image_id)}.")
+    cut = ids.index(image_id)
+    answers = []
+    for label in labels:
+        answer_ids = tokenizer(label, add_special_tokens=False)["input_ids"]
+        if len(answer_ids) != 1:
+            raise ValueError(
+                f"The answer {label!r} is {len(answer_ids)} tokens for this tokenizer; Deep-VRM scores single-token answers."
+            )
+        answers.append(answer_ids[0])
+    return {"prompt_prefix_ids": ids[:cut], "prompt_suffix_ids": ids[cut + 1 :], "answer_token_ids": answers}
+
+
+class DeepVRMImageProcessor(Qwen2VLImageProcessorPil):
+    """Qwen2-VL image processor with the pixel budget fixed (min = max) to the paper's 512x512.
+
+    Greyscale, palette and RGBA images are converted to RGB; images of any aspect ratio map to a
+    patch grid of about the same number of tokens.
+    """
+
+    size = {"shortest_edge": DEFAULT_PIXELS, "longest_edge": DEFAULT_PIXELS}
+
+    @classmethod
+    def from_config(cls, config) -> "DeepVRMImageProcessor":
+        vision = config.vision_config
+        return cls(
+            size={"shortest_edge": config.min_pixels, "longest_edge": config.max_pixels},
+            patch_size=vision.patch_size,
+            temporal_patch_size=vision.temporal_patch_size,
+            merge_size=vision.spatial_merge_size,
+        )
+
+
+class DeepVRMProcessor(Qwen2_5_VLProcessor):
+    """Image processor + tokenizer + chat template for the paper's chat interface.
+
+    `processor(images=..., text=...)` works as for Qwen2.5-VL (text holding `<|image_pad|>` or
+    the official data format's `<image>`); `detection_inputs(images)` builds the paper's prompt.
+    """
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        chat_template=None,
+        prompt: str = DEFAULT_PROMPT,
+        system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+        **kwargs,
+    ):
+        self.prompt = prompt
+        self.system_prompt = system_prompt
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template or CHAT_TEMPLATE, **kwargs)
+
+    @classmethod
+    def get_attributes(cls):
+        return ["image_processor", "tokenizer"]
+
+    def __call__(self, images=None, text=None, **kwargs):
+        if text is not None:
+            # The official data format marks the image with "<image>"; Qwen's processor expects the
+            # vision segment whose placeholder it expands to one token per merged patch.
+            texts = [text] if isinstance(text, str) else list(text)
+            texts = [t.replace(IMAGE_PLACEHOLDER, VISION_SEGMENT) for t in texts]
+            text = texts[0] if isinstance(text, str) else texts
+        return super().__call__(images=images, text=text, **kwargs)
+
+    def detection_inputs(self, images, prompt: str | None = None, answers=None, return_tensors: str = "pt", **kwargs):
+        """Model inputs asking the detection question about each image (left-padded batch).
+
+        `answers` (one string per image, optional) appends the assistant's answer, for training.
+        """
+        images = images if isinstance(images, (list, tuple)) else [images]
+        answers = answers if answers is not None else [None] * len(images)
+        texts = [render_prompt(prompt or self.prompt, self.system_prompt, answer) for answer in answers]
+        kwargs.setdefault("padding_side", "left")  # answers are read (or generated) at the last position
+        return self(images=list(images), text=texts, padding=True, return_tensors=return_tensors, **kwargs)
+
+    def configure_model(self, model_or_config, labels=DEFAULT_LABELS) -> None:
+        """Write this tokenizer's prompt and answer token ids into a model's config."""
+        config = getattr(model_or_config, "config", model_or_config)
+        config.update(prompt_ids_from_tokenizer(self.tokenizer, config.prompt, config.system_prompt, config.labels or labels))
+
+    def decode_answers(self, generated_ids, input_length: int) -> list[str]:
+        """The generated answers, without the prompt."""
+        return [s.strip() for s in self.batch_decode(generated_ids[:, input_length:], skip_special_tokens=True)]
+
+
+# `save_pretrained` copies the processing files into the saved folder (custom code for `trust_remote_code`).
+DeepVRMImageProcessor.register_for_auto_class("AutoImageProcessor")
+DeepVRMProcessor.register_for_auto_class("AutoProcessor")
+
+__all__ = ["DeepVRMImageProcessor", "DeepVRMProcessor", "prompt_ids_from_tokenizer", "render_prompt"]
