@@ -5,7 +5,7 @@ Two objectives:
 - `"lm"` (the paper's): the chat prompt (the sample's own user turn, or the model's default prompt)
   followed by the answer (the sample's assistant text, or the label word). `labels` holds the
   answer's tokens (and the closing `<|im_end|>`) and -100 everywhere else, so the loss is on the
-  answer only. Rows are left-padded, like the prompts `generate()` and the classifier see.
+  answer only. Rows are left-padded (by the tokenizer), like the prompts `generate()` and the classifier see.
   `class_labels` (0/1, -1 unknown) rides along for evaluation; the trainer removes it before
   the forward pass.
 - `"classification"`: `pixel_values`, `image_grid_thw` and `labels` (0/1) for
@@ -112,15 +112,11 @@ class DeepVRMCollator:
                 answer_ids = answer_ids[: self.max_answer_tokens]
             rows.append(prompt_ids + answer_ids)
             label_rows.append([IGNORE_INDEX] * len(prompt_ids) + answer_ids)
-        longest = max(len(r) for r in rows)
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        input_ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), longest), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)
-        for i, (ids, lab) in enumerate(zip(rows, label_rows)):
-            input_ids[i, longest - len(ids) :] = torch.tensor(ids)
-            labels[i, longest - len(ids) :] = torch.tensor(lab)
-            attention_mask[i, longest - len(ids) :] = 1
+        padded = tokenizer.pad({"input_ids": rows}, padding=True, padding_side="left", return_tensors="pt")
+        input_ids, attention_mask = padded["input_ids"], padded["attention_mask"]
+        labels = torch.full_like(input_ids, IGNORE_INDEX)
+        for i, lab in enumerate(label_rows):
+            labels[i, input_ids.shape[1] - len(lab) :] = torch.tensor(lab)
         image_token_id = tokenizer.convert_tokens_to_ids("<|image_pad|>")
         return {
             "input_ids": input_ids,
