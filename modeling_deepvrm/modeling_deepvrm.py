@@ -11,6 +11,7 @@ official checkpoint unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -73,6 +74,33 @@ def register_weight_renaming() -> None:
         )
 
 
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+@contextlib.contextmanager
+def safetensors_only(path, load_kwargs: dict):
+    """Load weights from safetensors files only (pickle files can run code when read): sets
+    `use_safetensors=True` in `load_kwargs`, and turns the loader's missing-file error for a folder
+    that holds only PyTorch pickle weights into one that says how to convert it."""
+    if load_kwargs.get("use_safetensors") is False:
+        raise ValueError("Deep-VRM loads safetensors weights only; use_safetensors=False is not supported.")
+    load_kwargs["use_safetensors"] = True
+    try:
+        yield
+    except OSError as error:
+        folder = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+        pickles = [name for name in PICKLE_WEIGHTS if folder and os.path.isfile(os.path.join(folder, name))]
+        if not pickles:
+            raise
+        raise OSError(
+            f"{folder} holds only PyTorch pickle weights ({pickles[0]}), and Deep-VRM loads safetensors only: a "
+            "pickle file can run arbitrary code when it is read. If you trust its origin, convert it once, e.g. "
+            "`python -c \"import torch; from safetensors.torch import save_file; "
+            "save_file(torch.load('pytorch_model.bin', weights_only=True), 'model.safetensors', metadata={'format': 'pt'})\"` "
+            "in that folder (weights_only=True refuses code; a sharded checkpoint: convert each shard), then load it again."
+        ) from error
+
+
 def _allowed_missing(key: str) -> bool:
     # A gate is new when a mean/add checkpoint is loaded as gated; it starts at zero (the base model).
     return key.endswith("fusion.gate")
@@ -84,7 +112,8 @@ class DeepVRMLoadingMixin:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         want_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs)
+        with safetensors_only(pretrained_model_name_or_path, kwargs):
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs)
         missing = sorted(k for k in info["missing_keys"] if not _allowed_missing(k))
         with torch.no_grad():
             for key in info["missing_keys"]:
@@ -118,7 +147,9 @@ class DeepVRMLoadingMixin:
         source = None
         if isinstance(base, (str, os.PathLike)):
             source = base
-            base = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype="auto")
+            load_kwargs = {"dtype": "auto"}
+            with safetensors_only(base, load_kwargs):
+                base = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, **load_kwargs)
         overrides = dict(config_overrides, fusion=fusion)
         if injection_layer is not None:
             overrides["injection_layer"] = injection_layer
