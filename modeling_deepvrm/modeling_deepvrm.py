@@ -7,6 +7,21 @@
 In-memory module names equal the official release's (`model.visual.*`, `model.visual_low_level.*`,
 `model.language_model.*`, `lm_head.*`), so state dicts move between all three classes and the
 official checkpoint unchanged.
+
+Loading (`DeepVRMLoadingMixin`): our folders, the official release's and plain Qwen2.5-VL bases.
+- Key names on disk: transformers 4.5x (which the official code runs on) writes Qwen2.5-VL weights
+  under legacy names (`visual.*`, `visual_low_level.*`, `model.layers.*`, `lm_head.*`);
+  `register_weight_renaming()` registers transformers' own renaming rules for these classes (the
+  `^visual` rule also covers `visual_low_level`). New-style names load unchanged.
+- Missing weights fail loudly (`MissingWeightsError`): a Deep-VRM never runs with a random tower.
+  The one parameter a checkpoint may lack, a gated model's `fusion.gate`, starts at zero.
+- Weights load from safetensors files only.
+- `from_base_model` builds a Deep-VRM from a Qwen2.5-VL model whose low-level encoder is an exact
+  copy of the vision tower, without holding two copies of the language model.
+
+This file, configuration_deepvrm.py and processing_deepvrm.py (with the files they import) are
+the code `save_pretrained` copies into a model folder for `trust_remote_code=True`: they import
+only torch, transformers and each other.
 """
 
 from __future__ import annotations
