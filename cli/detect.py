@@ -26,7 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from deepvrm.inference.images import DEFAULT_MAX_PIXELS, is_image_name
+from deepvrm.inference.files import is_image_name, is_os_junk, walk_images
+from deepvrm.inference.images import DEFAULT_MAX_PIXELS
 
 # Show a progress bar when stderr is a terminal, or when a run is this long anyway (e.g. in logs).
 PROGRESS_MIN_IMAGES = 100
@@ -38,9 +39,10 @@ def collect_inputs(specs: list[str]) -> tuple[list[str], list[str]]:
     """(paths to score, specs that matched nothing), paths in a stable order without duplicates.
 
     A spec is a file (taken whatever its extension; a dangling link or a missing file is kept so
-    that it gets its error row), a folder (searched recursively for image extensions; a sub-folder
-    named like an image with no images inside is kept so that it is reported, not silently
-    dropped), or a glob pattern (`**` recurses); what a pattern matches is treated as if named.
+    that it gets its error row), a folder (searched by `deepvrm.inference.files.walk_images`, as
+    every command searches folders; a sub-folder named like an image with no images inside is kept
+    so that it is reported, not silently dropped), or a glob pattern (`**` recurses); what a pattern
+    matches is treated as if named, except OS junk (`Thumbs.db`, `._photo.jpg`).
     """
     paths: list[str] = []
     seen: set[str] = set()
@@ -57,7 +59,9 @@ def collect_inputs(specs: list[str]) -> tuple[list[str], list[str]]:
         if os.path.lexists(spec):
             matches = [spec]
         elif any(c in spec for c in _GLOB_CHARS):
-            matches = sorted(glob.glob(spec, recursive=True))
+            # What a pattern matches is treated as if named, but for the files an operating system
+            # leaves beside pictures (Thumbs.db, ._photo.jpg, ...): those are never images.
+            matches = sorted(m for m in glob.glob(spec, recursive=True) if not is_os_junk(os.path.basename(m.rstrip("/\\"))))
         else:
             matches = []
         if not matches:
@@ -76,22 +80,13 @@ def collect_inputs(specs: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _search_folder(root: str) -> list[str]:
+    """The images `walk_images` finds, plus each empty sub-folder named like an image (so that an
+    error row says it is a folder, rather than the name silently disappearing)."""
     found: list[str] = []
-    visited: set[str] = set()
-    for folder, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in visited:  # a symbolic link loop
-            dirnames[:] = []
-            continue
-        visited.add(real)
-        # Hidden entries (.git, macOS "._photo.jpg" resource forks, ...) are not the user's images;
-        # a hidden file named explicitly is still scored.
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        images_here = [os.path.join(folder, name) for name in sorted(filenames)
-                       if is_image_name(name) and not name.startswith(".")]
-        if not images_here and not dirnames and folder != root and is_image_name(folder.rstrip("/\\")):
-            found.append(folder)  # an empty folder named like an image: an error row says so
-        found += images_here
+    for folder, subfolders, images in walk_images(root):
+        if not images and not subfolders and folder != root and is_image_name(folder.rstrip("/\\")):
+            found.append(folder)
+        found += images
     return found
 
 

@@ -21,19 +21,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-
-# Extensions searched for when a folder is given (a file named explicitly is tried whatever its name).
-IMAGE_EXTENSIONS = frozenset(
-    {
-        ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".bmp", ".dib", ".gif",
-        ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".avif",
-        ".heic", ".heif",
-    }
-)  # fmt: skip
 
 # Pillow's own default limit (about 89.5 megapixels, e.g. 9459 x 9459): larger images are refused.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -53,10 +43,6 @@ class ImageError(Exception):
         self.path = os.fspath(path)
         self.reason = " ".join(str(reason).split())  # one line, whatever the underlying message held
         super().__init__(f"{self.path}: {self.reason}")
-
-
-def is_image_name(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -214,10 +200,8 @@ def fit_aspect_ratio(image: Image.Image, max_ratio: float = MAX_ASPECT_RATIO) ->
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
-    "IMAGE_EXTENSIONS",
     "ImageError",
     "fit_aspect_ratio",
-    "is_image_name",
     "open_image",
     "to_rgb",
 ]

@@ -16,7 +16,9 @@ accepts
 - image folders: `DIR/real/*` and `DIR/fake/*` (also `0_real`/`1_fake`, `nature`/`ai`, ...), at any
   depth: `DIR/<generator>/{real,fake}` gives samples whose `subset` is `<generator>` (the folder path
   between `DIR` and the label folder, e.g. `sdv4/val` for GenImage's `sdv4/val/{ai,nature}`).
-  A folder without label folders gives unlabelled samples (for detection).
+  A folder without label folders gives unlabelled samples (for detection). Folders are searched
+  by `deepvrm.inference.files.walk_images`, as `deepvrm detect` searches them: hidden entries and OS
+  junk (`._photo.jpg`, `Thumbs.db`) are skipped, extensions match in any case (`.JPEG`).
 
 The label comes from the `label` field or is read from the assistant's answer: `real`/`fake`,
 `natural`/`AI-generated`, `yes`/`no` (what "yes" means is read from the question: "Is this image
@@ -34,7 +36,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deepvrm.inference.images import IMAGE_EXTENSIONS  # the extensions `deepvrm detect` looks for in folders
+from deepvrm.inference.files import image_files, is_image_name, walk_images  # the folder walker of every command
 
 # Folder names that carry a label (compared lower-case, with "-" and " " read as "_").
 REAL_FOLDERS = frozenset({"real", "0_real", "nature", "natural", "reals", "authentic", "genuine", "0"})
@@ -73,10 +75,9 @@ def read_samples(path: str | Path) -> list[Sample]:
         raise ValueError(f"{path}: no such file or folder.")
     if path.is_dir():
         return _read_folder(path)
-    suffix = path.suffix.lower()
-    if suffix in (".json", ".jsonl"):
+    if path.suffix.lower() in (".json", ".jsonl"):
         return _read_json(path)
-    if suffix in IMAGE_EXTENSIONS:
+    if is_image_name(path):
         return [Sample(image=str(path.resolve()), dataset=path.parent.name)]
     raise ValueError(f"{path}: not a .json/.jsonl file, an image or a folder.")
 
@@ -262,7 +263,7 @@ def _folder_label(name: str) -> int | None:
 
 
 def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    return [Path(p) for p in image_files(folder)]
 
 
 def _read_folder(root: Path) -> list[Sample]:
@@ -272,19 +273,20 @@ def _read_folder(root: Path) -> list[Sample]:
         # The label folder itself (e.g. DIR/fake) was given.
         return [Sample(image=str(p), label=own, dataset=root.parent.name) for p in _images_under(root)]
     label_dirs: list[tuple[Path, int]] = []
-
-    def walk(folder: Path):
-        for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            label = _folder_label(child.name)
+    for folder, subfolders, _ in walk_images(root):
+        unlabelled = []
+        for name in subfolders:
+            label = _folder_label(name)
             # "0"/"1" count as label folders only next to each other.
-            if child.name in ("0", "1") and not (folder / ("1" if child.name == "0" else "0")).is_dir():
+            if name in ("0", "1") and ("1" if name == "0" else "0") not in subfolders:
                 label = None
             if label is not None:
-                label_dirs.append((child, label))
+                label_dirs.append((Path(folder) / name, label))
             else:
-                walk(child)
+                unlabelled.append(name)
+        subfolders[:] = unlabelled  # a label folder's images are its own, whatever folders it holds
+    label_dirs.sort(key=lambda item: item[0].relative_to(root).parts)  # depth-first, by name
 
-    walk(root)
     if not label_dirs:
         images = _images_under(root)
         if not images:
@@ -457,5 +459,4 @@ __all__ = [
     "load_dataset_source",
     "load_image",
     "ImageReadError",
-    "IMAGE_EXTENSIONS",
 ]
