@@ -271,13 +271,27 @@ class DeepVRMPreTrainedModel(DeepVRMLoadingMixin, Qwen2_5_VLPreTrainedModel):
         super()._init_weights(module)
         from transformers import initialization as init
 
-        if isinstance(module, ResidualFusion) and module.gate is not None:
-            # A zero gate makes a fresh gated model compute exactly what its base model computes.
-            init.zeros_(module.gate)
         if isinstance(module, LoRADelta):
             # A zero B makes a fresh shared low-level encoder an exact copy of `visual`.
             init.kaiming_uniform_(module.lora_A, a=5**0.5)
             init.zeros_(module.lora_B)
+
+    @torch.no_grad()
+    def initialize_weights(self):
+        from transformers import initialization as init
+
+        # The fusion lives inside the text model, a PreTrainedModel of its own: transformers hands its
+        # modules to that model's stock `_init_weights`, never to ours, so a gate that loading left
+        # empty (a mean/add checkpoint loaded as gated) would keep whatever memory it got. A zero gate
+        # makes the model compute exactly what its base computes. As for every other module, one
+        # already initialised is skipped, and so is a gate that loading filled (`init` checks that).
+        pending = [
+            m for m in self.modules()
+            if isinstance(m, ResidualFusion) and m.gate is not None and not getattr(m, "_is_hf_initialized", False)
+        ]
+        super().initialize_weights()
+        for module in pending:
+            init.zeros_(module.gate)
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, **kwargs):
         # The low-level embeddings reach the injection layer as keyword arguments; re-entrant
