@@ -4,6 +4,8 @@ the saved folders, evaluation during training."""
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import numpy as np
 import pytest
@@ -186,6 +188,75 @@ def test_stage1_then_stage2_end_to_end(tiny_model_dir, image_folder, tmp_path):
     assert set(merged) <= set(rebuilt)
     for key, value in merged.items():
         torch.testing.assert_close(rebuilt[key], value, rtol=0, atol=1e-6)
+    # The card's PEFT code builds Deep-VRM from the stage-1 (Qwen2.5-VL) folder, as training did.
+    code = re.findall(r"```python\n(.*?)```", (adapter / "README.md").read_text(), re.S)[-1]
+    assert ".from_base_model(" in code
+    namespace = {}
+    exec(code, namespace)
+    for key, value in namespace["model"].state_dict().items():
+        torch.testing.assert_close(value, rebuilt[key], rtol=0, atol=1e-6)
+
+
+class _KeepModel(TrainerCallback):
+    """Keeps the run's PEFT model (to merge it afterwards) and the fusion gate it started from."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.start_gates = [p.detach().clone() for n, p in model.named_parameters() if n.endswith(".gate") and p.requires_grad]
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.model = model
+
+
+@pytest.mark.parametrize("fusion", ["mean", "add", "gated"])
+def test_adapter_only_folder_reloads_from_anywhere_as_the_runs_merged_model(tiny_model_dir, image_folder, tmp_path,
+                                                                             monkeypatch, fusion):
+    """--save-adapter-only, stage 2 on a mean checkpoint trained with each fusion, run with relative
+    paths: rebuilt from another directory (by deepvrm, and by the card's own PEFT code), the adapter
+    gives the logits of the run's merged model. The gated fusion's gate is no LoRA weight: it must
+    travel in the adapter (PEFT's modules_to_save); it starts at zero, the checkpoint having none."""
+    from deepvrm import DeepVRMProcessor
+    from deepvrm.trainers.models import load_adapter_folder
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    keep = _KeepModel()
+    metrics = train(*parse_args(
+        ["--stage", "2", "--model", os.path.relpath(tiny_model_dir, work), "--fusion", fusion, "--train-data",
+         str(image_folder), "--output-dir", "run", *FAST, "--max-steps", "3", "--learning-rate", "1e-2",
+         "--warmup-steps", "0", "--save-strategy", "no", "--lora-r", "4", "--lora-alpha", "8", "--save-adapter-only"]
+    ), callbacks=[keep])
+    assert np.isfinite(metrics["train_loss"])
+    merged = keep.model.merge_and_unload().eval()
+    adapter = work / "run"
+    monkeypatch.chdir(tmp_path)
+
+    base = str(tiny_model_dir.resolve())
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == base
+    assert json.loads((adapter / "deepvrm_training.json").read_text())["base_model"] == base
+    card = (adapter / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: peft\n") and "deepvrm train --save-adapter-only" in card
+    rebuilt = [load_adapter_folder(str(adapter))]
+    for code in re.findall(r"```python\n(.*?)```", card, re.S):  # deepvrm's loader, then PEFT's
+        namespace = {}
+        exec(code, namespace)
+        rebuilt.append(namespace["model"])
+    assert len(rebuilt) == 3
+
+    processor = DeepVRMProcessor.from_pretrained(adapter)
+    inputs = processor.detection_inputs([Image.open(image_folder / label / "00.png") for label in ("real", "fake")])
+    with torch.no_grad():
+        expected = merged(**inputs).logits
+        for model in rebuilt:
+            assert model.config.fusion == fusion
+            torch.testing.assert_close(model.eval()(**inputs).logits, expected, rtol=0, atol=1e-5)
+    if fusion == "gated":
+        assert len(keep.start_gates) == 1 and torch.count_nonzero(keep.start_gates[0]) == 0
+        layer = merged.config.injection_layer
+        trained = merged.model.language_model.layers[layer].fusion.gate
+        assert trained.abs().max() > 1e-3  # it did train...
+        for model in rebuilt:  # ...and came back
+            assert torch.equal(model.model.language_model.layers[layer].fusion.gate, trained)
 
 
 def test_stage2_from_missing_model_fails_clearly(tmp_path, image_folder, capsys):

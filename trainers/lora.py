@@ -11,6 +11,10 @@ Targets (names relative to `Qwen2_5_VLForConditionalGeneration` / `DeepVRMFor*`)
 `lora_target_regex` turns targets into one regular expression for `LoraConfig(target_modules=...)`
 (PEFT full-matches it against module names), and checks that it selects exactly every
 `nn.Linear` inside those parts, so a model whose layers differ fails here, not silently later.
+
+The gated fusion's per-channel `gate` (in `model.language_model.layers.K.fusion`) is not a linear
+layer: it is trained in full and saved with the adapter through PEFT's `modules_to_save`
+(`fusion_modules_to_save`), so an adapter-only folder holds it and `merge_and_unload` keeps it.
 """
 
 from __future__ import annotations
@@ -71,9 +75,24 @@ def lora_target_regex(model: nn.Module, targets: list[str] | tuple[str, ...]) ->
     return "|".join(f"({p})" for p in patterns) if len(patterns) > 1 else patterns[0]
 
 
+def fusion_modules_to_save(model: nn.Module) -> list[str]:
+    """Full names of the fusion modules that hold parameters (only the gated fusion's, with its
+    `gate`), for `LoraConfig(modules_to_save=...)`; empty for mean and add fusion."""
+    from deepvrm.injection import ResidualFusion
+
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, ResidualFusion) and any(True for _ in module.parameters(recurse=False))
+    ]
+
+
 def lora_config(model: nn.Module, targets, r: int, alpha: int, dropout: float = 0.0, **kwargs):
+    """`LoraConfig` for `targets`; the gated fusion's gate, when the model has one, goes in
+    `modules_to_save` (trained in full, saved with the adapter) unless `modules_to_save` is given."""
     from peft import LoraConfig
 
+    kwargs.setdefault("modules_to_save", fusion_modules_to_save(model) or None)
     return LoraConfig(
         r=r,
         lora_alpha=alpha,
@@ -84,16 +103,12 @@ def lora_config(model: nn.Module, targets, r: int, alpha: int, dropout: float = 
     )
 
 
-def apply_lora(model: nn.Module, targets, r: int, alpha: int, dropout: float = 0.0, extra_trainable=()):
-    """Wrap `model` with LoRA on `targets`; everything else is frozen except parameters whose name
-    ends with one of `extra_trainable` (e.g. the gated fusion's `fusion.gate`)."""
+def apply_lora(model: nn.Module, targets, r: int, alpha: int, dropout: float = 0.0, **config_kwargs):
+    """Wrap `model` with LoRA on `targets`; everything else is frozen, except the gated fusion's gate
+    (see `lora_config`). `config_kwargs` go to `LoraConfig`."""
     from peft import get_peft_model
 
-    peft_model = get_peft_model(model, lora_config(model, targets, r, alpha, dropout))
-    for name, param in peft_model.named_parameters():
-        if any(name.endswith(suffix) for suffix in extra_trainable):
-            param.requires_grad_(True)
-    return peft_model
+    return get_peft_model(model, lora_config(model, targets, r, alpha, dropout, **config_kwargs))
 
 
-__all__ = ["TARGETS", "lora_target_regex", "lora_config", "apply_lora"]
+__all__ = ["TARGETS", "lora_target_regex", "fusion_modules_to_save", "lora_config", "apply_lora"]

@@ -82,11 +82,27 @@ def build_peft_model(model_args: ModelArguments, recipe: RecipeArguments, meta: 
         )
     else:
         raise ValueError(f"--stage must be 1 or 2, got {model_args.stage!r}.")
-    extra = ("fusion.gate",) if getattr(model.config, "fusion", None) == "gated" else ()
     if meta:
         with torch.device("meta"):
-            return apply_lora(model, recipe.lora_targets, recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout, extra)
-    return apply_lora(model, recipe.lora_targets, recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout, extra)
+            peft_model = apply_lora(model, recipe.lora_targets, recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout)
+    else:
+        peft_model = apply_lora(model, recipe.lora_targets, recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout)
+    # adapter_config.json (of checkpoints and --save-adapter-only folders) names the base by what
+    # resolves from anywhere, not by the path as this command was given it.
+    for config in peft_model.peft_config.values():
+        config.base_model_name_or_path = portable_reference(model_args.model)
+    return peft_model
+
+
+def portable_reference(name: str | None) -> str | None:
+    """A model reference that resolves from any working directory: a local folder's absolute path;
+    a preset name or Hub id as it is."""
+    from .models import is_preset
+
+    if not name or is_preset(name):
+        return name
+    local = Path(name).expanduser()
+    return str(local.resolve()) if local.exists() else name
 
 
 def dry_run(model_args: ModelArguments, recipe: RecipeArguments) -> int:
@@ -240,7 +256,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeAr
         metrics.update(eval_metrics)
     info = {
         "stage": model_args.stage,
-        "base_model": model_args.model,
+        "base_model": portable_reference(model_args.model),
         "objective": recipe.objective,
         "injection_layer": getattr(base_config, "injection_layer", None),
         "fusion": getattr(base_config, "fusion", None),
@@ -270,7 +286,8 @@ def _final_evaluation(trainer, eval_datasets: dict) -> dict:
 
 def save_final_model(trainer, processor, adapter_only: bool, info: dict) -> None:
     """The output folder: the merged model (a complete folder `from_pretrained` and the pipeline
-    load) or, with `adapter_only`, the LoRA adapter plus `deepvrm_training.json` to rebuild its base."""
+    load) or, with `adapter_only`, the LoRA adapter plus `deepvrm_training.json` to rebuild its base
+    and a README.md saying how to load it."""
     from .models import load_adapter_folder, write_training_info
 
     output_dir = trainer.args.output_dir
@@ -284,6 +301,7 @@ def save_final_model(trainer, processor, adapter_only: bool, info: dict) -> None
         trainer.save_model(target)
         if trainer.args.should_save:
             write_training_info(target, **info)
+            _write_adapter_card(target, info)
         if adapter_only:
             return
     trainer.accelerator.wait_for_everyone()
@@ -299,6 +317,19 @@ def save_final_model(trainer, processor, adapter_only: bool, info: dict) -> None
     processor.save_pretrained(output_dir)
     write_training_info(output_dir, **info)
     logger.info("Saved the merged model to %s", output_dir)
+
+
+def _write_adapter_card(folder: str, info: dict) -> None:
+    """README.md of an adapter folder: how to load it (in place of PEFT's empty template)."""
+    from .adapter_card import render_adapter_card
+    from .models import model_kind
+
+    try:
+        card = render_adapter_card(folder, info, model_kind(info["base_model"]))
+    except Exception as error:  # noqa: BLE001  (a card must not fail a finished run)
+        logger.warning("No adapter card for %s: %s", folder, error)
+        return
+    Path(folder, "README.md").write_text(card, encoding="utf-8")
 
 
 class _outside_zero3:
@@ -317,4 +348,4 @@ class _outside_zero3:
         return False
 
 
-__all__ = ["ModelArguments", "DataArguments", "RecipeArguments", "build_peft_model", "build_datasets", "train", "dry_run"]
+__all__ = ["ModelArguments", "DataArguments", "RecipeArguments", "build_peft_model", "build_datasets", "train", "dry_run", "portable_reference"]
