@@ -1,11 +1,12 @@
 """What `deepvrm probe` and `deepvrm attribute` share: loading a model (Deep-VRM or plain
-Qwen2.5-VL) behind one small interface, reading the datasets, opening images with per-file errors,
-and writing tables and plots.
+Qwen2.5-VL, told apart by `deepvrm.inference.sources.resolve_model`) behind one small interface,
+reading the datasets, opening images with per-file errors, and writing JSON and plots. Their
+options, tables and batch retries are the other commands' (`deepvrm.cli.options`,
+`deepvrm.cli.tables`, `deepvrm.inference.batches`).
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import random
@@ -17,21 +18,11 @@ import torch
 
 from deepvrm.configuration_deepvrm import DEFAULT_LABELS, DEFAULT_PIXELS, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
 from deepvrm.modeling_deepvrm import detection_prompt_inputs, mm_token_type_ids_from_input_ids
-from deepvrm.inference.detector import DTYPES, resolve_device, resolve_dtype  # noqa: F401  (re-exported for probe/attribute)
-
-
-# ----------------------------------------------------------------------------------------- devices
-def add_runtime_arguments(parser, batch_size: int = 8) -> None:
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="auto: bf16 on GPU, fp32 on CPU")
-    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"images per forward pass (default {batch_size})")
+from deepvrm.inference.errors import ModelLoadError, one_line
+from deepvrm.inference.sources import resolve_model
 
 
 # ----------------------------------------------------------------------------------------- models
-class ModelLoadError(RuntimeError):
-    """The model could not be loaded (the message says why)."""
-
-
 @dataclass
 class AnalysisModel:
     """A loaded backbone and what the analyses need to drive it.
@@ -105,49 +96,6 @@ class AnalysisModel:
         return logits[:, 1] - logits[:, 0]
 
 
-def _weight_names(model_id: str) -> set[str] | None:
-    """Tensor names of a checkpoint (local folder or Hub id), read from headers only; None if unknown."""
-    try:
-        if os.path.isdir(model_id):
-            names: set[str] = set()
-            indexes = glob.glob(os.path.join(model_id, "*.safetensors.index.json"))
-            if indexes:
-                for index in indexes:
-                    with open(index) as f:
-                        names.update(json.load(f).get("weight_map", {}))
-                return names
-            from safetensors import safe_open
-
-            for path in glob.glob(os.path.join(model_id, "*.safetensors")):
-                with safe_open(path, framework="pt") as f:
-                    names.update(f.keys())
-            return names or None
-        from huggingface_hub import get_safetensors_metadata
-
-        return set(get_safetensors_metadata(model_id).weight_map)
-    except Exception:
-        return None
-
-
-def checkpoint_kind(model_id: str) -> str:
-    """"deepvrm" (our folders and the official release's) or "qwen2_5_vl" (a plain Qwen2.5-VL)."""
-    from transformers import PretrainedConfig
-
-    try:
-        config_dict, _ = PretrainedConfig.get_config_dict(model_id)
-    except Exception as error:
-        raise ModelLoadError(f"cannot read the config of {model_id!r}: {' '.join(str(error).split())}") from error
-    model_type = config_dict.get("model_type")
-    if model_type == "deepvrm":
-        return "deepvrm"
-    if model_type != "qwen2_5_vl":
-        raise ModelLoadError(f"{model_id}: model_type {model_type!r}; expected a Deep-VRM or a Qwen2.5-VL checkpoint.")
-    names = _weight_names(model_id)
-    if names is None:
-        return "unknown-qwen2_5_vl"
-    return "deepvrm" if any("visual_low_level." in name for name in names) else "qwen2_5_vl"
-
-
 def load_analysis_model(
     model_id: str,
     device: torch.device,
@@ -163,20 +111,18 @@ def load_analysis_model(
     from deepvrm.modeling_deepvrm import DeepVRMForImageClassification
     from deepvrm.processing_deepvrm import DeepVRMImageProcessor
 
-    model_id = os.path.expanduser(os.fspath(model_id))
-    if os.path.isdir(model_id) and not os.path.isfile(os.path.join(model_id, "config.json")):
-        raise ModelLoadError(f"{model_id} is a folder but holds no config.json: not a model folder.")
-    kind = checkpoint_kind(model_id)
-    if kind != "qwen2_5_vl":
+    source = resolve_model(model_id)  # what the name is: a folder or a Hub id, Deep-VRM or plain Qwen2.5-VL
+    model_id = source.name
+    kind = "qwen2_5_vl" if source.is_deepvrm is False else "deepvrm"
+    if kind == "deepvrm":
         try:
             classifier = DeepVRMForImageClassification.from_pretrained(model_id, dtype=dtype)
-            kind = "deepvrm"
         except MissingWeightsError as error:
-            if kind == "deepvrm" or require_deepvrm:
+            if source.is_deepvrm or require_deepvrm:
                 raise ModelLoadError(str(error)) from error
-            kind = "qwen2_5_vl"
+            kind = "qwen2_5_vl"  # its weights could not be listed beforehand: no low-level tower after all
         except Exception as error:
-            raise ModelLoadError(f"cannot load {model_id!r}: {type(error).__name__}: {' '.join(str(error).split())}") from error
+            raise ModelLoadError(f"cannot load {model_id!r}: {one_line(error)}") from error
     if kind == "qwen2_5_vl" and require_deepvrm:
         raise ModelLoadError(
             f"{model_id} is a plain Qwen2.5-VL checkpoint (no low-level encoder `visual_low_level.*`): "
@@ -200,7 +146,7 @@ def load_analysis_model(
             full = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_id, dtype=dtype)
             tokenizer = AutoTokenizer.from_pretrained(model_id)
         except Exception as error:
-            raise ModelLoadError(f"cannot load {model_id!r}: {type(error).__name__}: {' '.join(str(error).split())}") from error
+            raise ModelLoadError(f"cannot load {model_id!r}: {one_line(error)}") from error
         config = full.config
         ids = prompt_ids_from_tokenizer(tokenizer, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT, ())
         prefix, suffix = ids["prompt_prefix_ids"], ids["prompt_suffix_ids"]
@@ -337,34 +283,11 @@ def prepare(am: AnalysisModel, index: int, path: str, keep_image: bool = False) 
     return Prepared(index, inputs["pixel_values"], inputs["image_grid_thw"], image if keep_image else None)
 
 
-def batches(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def concat(prepared: list[Prepared]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([p.pixel_values for p in prepared]), torch.cat([p.grid for p in prepared])
 
 
-def one_line(error: BaseException) -> str:
-    return " ".join(f"{type(error).__name__}: {error}".split())
-
-
 # ----------------------------------------------------------------------------------------- output
-def markdown_table(headers: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def text_table(headers: list[str], rows: list[list]) -> str:
-    cells = [headers] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def pyplot():
     """matplotlib's pyplot on the Agg backend, or None when matplotlib is not installed."""
     try:

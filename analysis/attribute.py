@@ -41,27 +41,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepvrm.cli.options import add_model_arguments, add_threshold_argument, check_model_arguments
+from deepvrm.cli.tables import markdown_table, text_table
+from deepvrm.inference.batches import batches, run_or_split
+from deepvrm.inference.devices import resolve_device, resolve_dtype
+from deepvrm.inference.errors import one_line
 from deepvrm.modeling_deepvrm import DeepVRMImageFeatures
+
 from ._common import (
-    NO_MATPLOTLIB,
-    AnalysisModel,
-    ModelLoadError,
-    add_runtime_arguments,
-    batches,
-    concat,
-    fmt,
-    json_ready,
-    load_analysis_model,
-    markdown_table,
-    one_line,
-    prepare,
-    pyplot,
-    read_datasets,
-    resolve_device,
-    resolve_dtype,
-    text_table,
-    write_json,
-)
+    NO_MATPLOTLIB, AnalysisModel, concat, fmt, json_ready, load_analysis_model, prepare, pyplot, read_datasets, write_json,
+)  # fmt: skip
 
 MODES = ("full", "no_residual", "residual_only")
 MODE_TITLES = {"full": "full", "no_residual": "no residual", "residual_only": "residual only"}
@@ -161,18 +150,10 @@ def attribute_images(am: AnalysisModel, datasets: list, batch_size: int, thresho
         for chunk in batches(dataset.samples, batch_size):
             prepared = [prepare(am, index, sample.image) for index, sample in enumerate(chunk)]
             outcomes: list = [p.error for p in prepared]
-            groups = [[p for p in prepared if p.error is None]]
-            while groups:
-                group = groups.pop(0)
-                if not group:
-                    continue
-                try:
-                    z = three_way_logodds(am, *concat(group))
-                except Exception as error:  # a failing batch is retried image by image
-                    if len(group) > 1:
-                        groups = [[p] for p in group] + groups
-                    else:
-                        outcomes[group[0].index] = f"{chunk[group[0].index].image}: model failed on it ({one_line(error)})"
+            good = [p for p in prepared if p.error is None]
+            for group, z, error in run_or_split(good, lambda group: three_way_logodds(am, *concat(group))):
+                if error is not None:
+                    outcomes[group[0].index] = f"{chunk[group[0].index].image}: model failed on it ({one_line(error)})"
                     continue
                 for position, p in enumerate(group):
                     outcomes[p.index] = attribution_row({mode: z[mode][position] for mode in MODES}, threshold)
@@ -388,21 +369,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="deepvrm attribute",
         description="Per-image attribution of a Deep-VRM's decisions to its artifact (residual) and semantic paths.",
     )
-    parser.add_argument("--model", required=True, help="a Deep-VRM model: folder or Hub id")
+    add_model_arguments(parser, model_help="a Deep-VRM model: folder or Hub id", required=True)
     parser.add_argument("--data", required=True, nargs="+", metavar="DATA",
                         help="datasets (JSON/JSONL in the official format or image folders, with generator subfolders); NAME=PATH names one")
     parser.add_argument("--report", default=None, help="folder for attribution.json/.md/.png, per-image rows and token maps")
     parser.add_argument("--max-images", type=int, default=None, help="at most N images per dataset (a seeded, class-balanced sample)")
     parser.add_argument("--token-maps", type=int, default=0, metavar="N",
                         help="render per-token maps for the first N fakes (one decoder pass per image token; needs --report)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="P(fake) from which an image counts as fake (default 0.5)")
+    add_threshold_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
-    add_runtime_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    problem = check_model_arguments(args)
+    if problem:
+        print(f"deepvrm attribute: {problem}", file=sys.stderr)
+        return 2
     if args.token_maps and not args.report:
         print("deepvrm attribute: --token-maps needs --report (the maps are PNG files)", file=sys.stderr)
         return 2
@@ -415,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = resolve_device(args.device)
         am = load_analysis_model(args.model, device, resolve_dtype(args.dtype, device), require_deepvrm=True)
-    except (ModelLoadError, ValueError) as error:
+    except ValueError as error:  # a bad device or dtype, or a ModelLoadError
         print(f"deepvrm attribute: {error}", file=sys.stderr)
         return 2
     log(f"Loaded {args.model} on {am.device} in {am.dtype}")

@@ -37,25 +37,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._common import (
-    NO_MATPLOTLIB,
-    AnalysisModel,
-    ModelLoadError,
-    add_runtime_arguments,
-    batches,
-    concat,
-    fmt,
-    load_analysis_model,
-    markdown_table,
-    one_line,
-    prepare,
-    pyplot,
-    read_datasets,
-    resolve_device,
-    resolve_dtype,
-    text_table,
-    write_json,
-)
+from deepvrm.cli.options import add_model_arguments, check_model_arguments
+from deepvrm.cli.tables import markdown_table, text_table
+from deepvrm.inference.batches import batches, run_or_split
+from deepvrm.inference.devices import resolve_device, resolve_dtype
+from deepvrm.inference.errors import one_line
+
+from ._common import NO_MATPLOTLIB, AnalysisModel, concat, fmt, load_analysis_model, prepare, pyplot, read_datasets, write_json
 
 REPRESENTATIONS = {"image": "image tokens (mean)", "last": "last prompt token"}
 LAYER_CONVENTION = (
@@ -116,16 +104,9 @@ def extract_features(am: AnalysisModel, samples: list, store: FeatureStore, batc
         prepared = [prepare(am, index, sample.image) for index, sample in chunk]
         errors += [p.error for p in prepared if p.error is not None]
         good = [p for p in prepared if p.error is None]
-        groups = [good] if good else []
-        while groups:
-            group = groups.pop(0)
-            try:
-                pooled = pooled_hidden_states(am, *concat(group))
-            except Exception as error:  # a failing batch is retried image by image
-                if len(group) > 1:
-                    groups = [[p] for p in group] + groups
-                else:
-                    errors.append(f"{samples[group[0].index].image}: model failed on it ({one_line(error)})")
+        for group, pooled, error in run_or_split(good, lambda group: pooled_hidden_states(am, *concat(group))):
+            if error is not None:
+                errors.append(f"{samples[group[0].index].image}: model failed on it ({one_line(error)})")
                 continue
             rows = [p.index for p in group]
             for state, (image, last) in enumerate(pooled):
@@ -394,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Layer-wise linear probes of real-vs-fake information in a Deep-VRM or Qwen2.5-VL model.",
         epilog="Depth i = the hidden state after i decoder layers. See `python -c 'import deepvrm.analysis.probe as p; help(p)'`.",
     )
-    parser.add_argument("--model", required=True, help="Deep-VRM or plain Qwen2.5-VL: folder or Hub id")
+    add_model_arguments(parser, model_help="Deep-VRM or plain Qwen2.5-VL: folder or Hub id", required=True)
     parser.add_argument("--data", required=True, nargs="+", metavar="DATA",
                         help="one or more labelled datasets (JSON/JSONL in the official format or image folders "
                              "with real/ and fake/), each drawn as its own curve; NAME=PATH names one. "
@@ -411,12 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pixels", type=int, default=None, help="image pixel budget (default: the model's; 512*512 for plain Qwen2.5-VL)")
     parser.add_argument("--features-dir", default=None,
                         help="where the pooled features are streamed (default: a temporary folder, removed afterwards)")
-    add_runtime_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    problem = check_model_arguments(args)
+    if problem:
+        print(f"deepvrm probe: {problem}", file=sys.stderr)
+        return 2
     if args.folds < 2:
         print("deepvrm probe: --folds must be at least 2", file=sys.stderr)
         return 2
@@ -432,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = resolve_device(args.device)
         am = load_analysis_model(args.model, device, resolve_dtype(args.dtype, device), pixels=args.pixels)
-    except (ModelLoadError, ValueError) as error:
+    except ValueError as error:  # a bad device or dtype, or a ModelLoadError
         print(f"deepvrm probe: {error}", file=sys.stderr)
         return 2
     log(f"Loaded {args.model} ({am.kind}, {am.num_layers} decoder layers) on {am.device} in {am.dtype}")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from deepvrm.configuration_deepvrm import FUSIONS
+from deepvrm.inference.devices import DTYPE_CHOICES
 
 
 def convert(src: str, dst: str | Path, injection_layer: int | None = None, fusion: str | None = None,
@@ -16,8 +17,10 @@ def convert(src: str, dst: str | Path, injection_layer: int | None = None, fusio
     from transformers import AutoTokenizer
 
     from deepvrm.configuration.init_model import build_processor
+    from deepvrm.inference.sources import resolve_model
     from deepvrm.modeling_deepvrm import DeepVRMForConditionalGeneration
 
+    src = resolve_model(src).name  # a missing folder or a bad Hub id: ModelLoadError saying so
     overrides = {k: v for k, v in {"injection_layer": injection_layer, "fusion": fusion}.items() if v is not None}
     model = DeepVRMForConditionalGeneration.from_pretrained(src, dtype=dtype, **overrides)
     try:
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dst", help="folder to write")
     parser.add_argument("--injection-layer", type=int, default=None, help="default: 16, as the official code")
     parser.add_argument("--fusion", choices=FUSIONS, default=None, help="default: mean, as the official code")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES)
     args = parser.parse_args(argv)
     try:
         path = convert(args.src, args.dst, args.injection_layer, args.fusion, args.dtype)

@@ -26,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from deepvrm.cli.options import UsageError, add_model_arguments, add_scoring_arguments, check_model_arguments, load_detector
 from deepvrm.inference.files import is_image_name, is_os_junk, walk_images
-from deepvrm.inference.images import DEFAULT_MAX_PIXELS
 
 # Show a progress bar when stderr is a terminal, or when a run is this long anyway (e.g. in logs).
 PROGRESS_MIN_IMAGES = 100
@@ -214,76 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or glob patterns")
     add_model_arguments(parser)
+    add_scoring_arguments(parser)
     parser.add_argument("-o", "--output", help="write one row per image to FILE.jsonl (or .csv); rerun to resume")
     parser.add_argument("-q", "--quiet", action="store_true", help="do not print the table (the summary still goes to stderr)")
     return parser
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `detect` and `evaluate`."""
-    parser.add_argument("--model", default=None, help="deepvrm folder, official-layout Deep-VRM folder or Hub id (default: the shipped demo model)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                        help="auto: bfloat16 (float16) on GPU, float32 on CPU")  # fmt: skip
-    parser.add_argument("--threshold", type=float, default=0.5, help="P(fake) at or above which an image is called fake (default 0.5)")
-    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                        help=f"refuse images with more pixels than this, before decoding them (default {DEFAULT_MAX_PIXELS:,})")  # fmt: skip
-    parser.add_argument("--workers", type=int, default=None,
-                        help="threads opening and preprocessing images ahead of the model (default: one per core, up to 4; 0: none)")  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-
-
-def check_model_arguments(args) -> str | None:
-    """The usage error in the shared options, if any."""
-    if args.batch_size < 1:
-        return f"--batch-size must be at least 1, got {args.batch_size}"
-    if not 0.0 <= args.threshold <= 1.0:
-        return f"--threshold must lie in [0, 1], got {args.threshold}"
-    if args.max_pixels < 1:
-        return f"--max-pixels must be positive, got {args.max_pixels}"
-    if args.workers is not None and args.workers < 0:
-        return f"--workers must be 0 or more, got {args.workers}"
-    return None
-
-
-class UsageError(Exception):
-    """Exit status 2 with this message."""
-
-
-def load_detector(args):
-    """A `Detector` for the shared options, or `UsageError`."""
-    from PIL import Image
-
-    from deepvrm.inference.detector import DEFAULT_MODEL, Detector, ModelLoadError
-
-    model = args.model
-    if model is None:
-        if not os.path.isdir(DEFAULT_MODEL):
-            raise UsageError(
-                f"no model given and the demo model is not installed (looked in {DEFAULT_MODEL}); "
-                "pass --model with a deepvrm folder or a Hub id such as Kaiqing/Deep-VRM-Qwen-25-VL-7B"
-            )
-        model = DEFAULT_MODEL
-    if Image.MAX_IMAGE_PIXELS is not None and args.max_pixels > Image.MAX_IMAGE_PIXELS:
-        Image.MAX_IMAGE_PIXELS = args.max_pixels  # Pillow's own guard would refuse first otherwise
-    _quiet_transformers()
-    try:
-        return Detector.from_pretrained(
-            model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-            threshold=args.threshold, max_pixels=args.max_pixels, workers=args.workers,
-        )  # fmt: skip
-    except (ValueError, ModelLoadError) as error:
-        raise UsageError(str(error)) from None
-
-
-def _quiet_transformers() -> None:
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # its "Loading weights" bar would mix with ours
-    except Exception:
-        pass
 
 
 def progress_bar(total: int, disable: bool, desc: str):

@@ -27,7 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepvrm.cli.detect import UsageError, _display, add_model_arguments, check_model_arguments, load_detector, progress_bar
+from deepvrm.cli.detect import _display, progress_bar
+from deepvrm.cli.options import UsageError, add_model_arguments, add_scoring_arguments, check_model_arguments, load_detector
+from deepvrm.cli.tables import markdown_table, text_table
 
 TABLE_COLUMNS = (
     ("n_real", "real"), ("n_fake", "fake"), ("accuracy", "acc"), ("real_accuracy", "real_acc"),
@@ -123,28 +125,18 @@ def group_metrics(groups: dict[str, list], scores: dict[str, float | None], thre
     return result
 
 
-def format_table(rows: list[tuple[str, dict]], first_header: str = "dataset") -> list[str]:
+def metrics_text_table(rows: list[tuple[str, dict]], first_header: str = "dataset") -> str:
     """Fixed-width text table of metrics rows; undefined values print as n/a."""
-    cells = [[first_header] + [h for _, h in TABLE_COLUMNS]]
-    for name, metrics in rows:
-        cells.append([_display(name)] + [_cell(metrics.get(key)) for key, _ in TABLE_COLUMNS])
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    lines = []
-    for index, row in enumerate(cells):
-        text = "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row))
-        lines.append(text.rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return lines
+    return text_table(*_metrics_cells(rows, first_header), align="lr")
 
 
-def markdown_table(rows: list[tuple[str, dict]], first_header: str = "dataset") -> list[str]:
-    header = [first_header] + [h for _, h in TABLE_COLUMNS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(TABLE_COLUMNS)) + "|"]
-    for name, metrics in rows:
-        name = _display(name).replace("|", "\\|")
-        lines.append("| " + " | ".join([name] + [_cell(metrics.get(key)) for key, _ in TABLE_COLUMNS]) + " |")
-    return lines
+def metrics_markdown_table(rows: list[tuple[str, dict]], first_header: str = "dataset") -> str:
+    return markdown_table(*_metrics_cells(rows, first_header), align="lr")
+
+
+def _metrics_cells(rows: list[tuple[str, dict]], first_header: str) -> tuple[list[str], list[list[str]]]:
+    headers = [first_header] + [h for _, h in TABLE_COLUMNS]
+    return headers, [[_display(name)] + [_cell(metrics.get(key)) for key, _ in TABLE_COLUMNS] for name, metrics in rows]
 
 
 def _cell(value) -> str:
@@ -182,7 +174,7 @@ def write_report(directory: str, result: dict, groups: dict[str, list], scores: 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     rows = _table_rows(result)
-    markdown = ["# Deep-VRM evaluation", "", *markdown_table(rows), "",
+    markdown = ["# Deep-VRM evaluation", "", metrics_markdown_table(rows), "",
                 "Accuracy at the chosen threshold; AP and ROC-AUC of P(fake) with fake as the positive class; "
                 "n/a: not defined for this data (one class only).", ""]  # fmt: skip
     (out / "metrics.md").write_text("\n".join(markdown), encoding="utf-8")
@@ -244,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("data", nargs="*", metavar="DATA", help="evaluation JSON/JSONL files or image folders (real/fake sub-folders)")
     add_model_arguments(parser)
+    add_scoring_arguments(parser)
     parser.add_argument("-o", "--output", help="write the metrics as JSON to this file")
     parser.add_argument("--report", metavar="DIR", help="also write metrics.md, roc.png and scores.png to DIR (needs matplotlib)")
     parser.add_argument("--perturb", nargs="+", default=[], metavar="SPEC", help=f"re-run on perturbed copies: {_PERTURB_HELP}")
@@ -370,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(failures) > 20:
         print(f"deepvrm evaluate: ... and {len(failures) - 20} more images could not be scored.", file=sys.stderr)
     if not args.quiet:
-        print("\n".join(format_table(_table_rows(result))))
+        print(metrics_text_table(_table_rows(result)))
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         with open(args.output, "w", encoding="utf-8") as file:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from deepvrm import DeepVRMConfig
+from deepvrm.inference.devices import DTYPES, torch_dtype
 
 from .presets import preset_config
 from deepvrm.modeling_deepvrm import DeepVRMForConditionalGeneration
@@ -91,7 +92,7 @@ def init_model_folder(
     torch.manual_seed(seed)
     model = DeepVRMForConditionalGeneration(config)
     init_patch_embedding_(model, patch_embedding, config.vision_config.initializer_range, seed=seed)
-    model = model.to(getattr(torch, dtype))
+    model = model.to(torch_dtype(dtype))
     processor = build_processor(config)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", required=True, choices=preset_names())
     parser.add_argument("--output", required=True, help="folder to write")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
     parser.add_argument("--injection-layer", type=int, default=None)
     parser.add_argument("--fusion", choices=["mean", "add", "gated"], default=None)
     parser.add_argument("--patch-embedding", choices=PATCH_EMBEDDINGS, default="random",

@@ -8,8 +8,10 @@
 The model is loaded once and kept; each batch is one forward pass of the classification path
 (`DeepVRMForImageClassification`: the chat prompt, one image each, two answer-token logits), and
 P(fake) = softmax(logits)[:, fake]. While the model runs on one batch, worker threads open and
-preprocess the next. A file that cannot be opened fails alone (see `image_io`); a batch
-whose forward pass fails is retried image by image, so one bad image never costs its neighbours.
+preprocess the next. A file that cannot be opened fails alone (see `images`); a batch whose
+forward pass fails is retried image by image (`batches.run_or_split`), so one bad image never
+costs its neighbours. `Detector.from_pretrained()` without a model uses the shipped demo model
+and says on stderr what that is (`sources.default_model`).
 """
 
 from __future__ import annotations
@@ -19,21 +21,15 @@ import concurrent.futures
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from deepvrm.inference.batches import batches, run_or_split
+from deepvrm.inference.devices import resolve_device, resolve_dtype
+from deepvrm.inference.errors import ModelLoadError, one_line
 from deepvrm.inference.images import DEFAULT_MAX_PIXELS, ImageError, fit_aspect_ratio, open_image
-
-# <repo>/examples/demo-model, next to the package source (installed editable).
-DEFAULT_MODEL = str(Path(__file__).resolve().parent.parent / "examples" / "demo-model")
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class ModelLoadError(RuntimeError):
-    """The model (folder or Hub id) could not be loaded; the message says why."""
+from deepvrm.inference.sources import default_model, hub_error, resolve_model
 
 
 @dataclass
@@ -62,61 +58,27 @@ class ScoreResult:
         return {"path": self.path, "label": self.label, "score": self.score}
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"unknown device {device!r} ({error})") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here (torch {torch.__version__}).")
-    if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r} asked for, but MPS is not available here.")
-    return resolved
-
-
-def resolve_dtype(dtype: str = "auto", device: torch.device | str = "cpu") -> torch.dtype:
-    """`auto`: bfloat16 on GPUs that support it (float16 on older ones and on MPS), float32 on CPU."""
-    device = torch.device(device)
-    if dtype in (None, "auto"):
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == "mps":
-            return torch.float16
-        return torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of auto, {', '.join(DTYPES)}.")
-    return DTYPES[dtype]
-
-
-def _looks_local(name: str) -> bool:
-    """A path rather than a Hub id ("owner/name" or "name")."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name or os.path.isabs(name)
-
-
 def load_classifier(model_id: str, device: torch.device, dtype: torch.dtype, **load_kwargs):
     """`DeepVRMForImageClassification` on `device` in `dtype` and its image processor, from a deepvrm
-    folder, an official-layout Deep-VRM folder (`model_type: qwen2_5_vl`) or a Hub id.
-    Raises `ModelLoadError` with the reason."""
+    folder, an official-layout Deep-VRM folder (`model_type: qwen2_5_vl`) or a Hub id (told apart
+    by `deepvrm.inference.sources.resolve_model`). Raises `ModelLoadError` with the reason."""
     from deepvrm import DeepVRMForImageClassification, DeepVRMImageProcessor
 
-    model_id = os.path.expanduser(os.fspath(model_id))
-    if not os.path.exists(model_id) and _looks_local(model_id):
-        raise ModelLoadError(f"no such model folder: {model_id}")
-    if os.path.isdir(model_id) and not os.path.isfile(os.path.join(model_id, "config.json")):
-        raise ModelLoadError(f"{model_id} is a folder but holds no config.json: not a model folder.")
+    source = resolve_model(model_id)
+    model_id = source.name
+    if source.is_deepvrm is False:
+        raise ModelLoadError(
+            f"{model_id} is a plain Qwen2.5-VL checkpoint (no low-level encoder `visual_low_level.*`): scoring needs a "
+            "Deep-VRM model (`deepvrm train --stage 2` builds one from it)."
+        )
     try:
         # The class itself (not AutoModel...): its config class also reads official `qwen2_5_vl`
         # configs as Deep-VRM, which the Auto mapping would route to plain Qwen2.5-VL.
         classifier = DeepVRMForImageClassification.from_pretrained(model_id, dtype=dtype, **load_kwargs)
     except Exception as error:
-        text = " ".join(str(error).split())
-        raise ModelLoadError(f"cannot load the model {model_id!r}: {type(error).__name__}: {text}") from error
+        if not source.local and isinstance(error, OSError):
+            raise hub_error(model_id, error) from error
+        raise ModelLoadError(f"cannot load the model {model_id!r}: {one_line(error)}") from error
     classifier.to(device).eval()
     if not classifier.config.has_prompt_ids:
         raise ModelLoadError(
@@ -166,7 +128,7 @@ class Detector:
     @classmethod
     def from_pretrained(
         cls,
-        model: str | os.PathLike,
+        model: str | os.PathLike | None = None,
         device: str = "auto",
         dtype: str = "auto",
         batch_size: int = 8,
@@ -175,9 +137,13 @@ class Detector:
         workers: int | None = None,
         **load_kwargs,
     ) -> "Detector":
-        """Raises `ValueError` for a bad device/dtype and `ModelLoadError` for a model it cannot load."""
+        """`model`: a folder or a Hub id; None: the shipped demo model, announced on stderr as what it
+        is (a demonstration, not a real-world detector). Raises `ValueError` for a bad device/dtype
+        and `ModelLoadError` (also a `ValueError`) for a model it cannot load."""
         torch_device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, torch_device)
+        torch_dtype = resolve_dtype(dtype, torch_device)  # a bad dtype is a usage error before the notice
+        if model is None:
+            model = default_model()
         classifier, processor = load_classifier(model, torch_device, torch_dtype, **load_kwargs)
         return cls(classifier, processor, batch_size=batch_size, threshold=threshold, max_pixels=max_pixels, workers=workers)
 
@@ -203,7 +169,7 @@ class Detector:
                 image = transform(image)
             return self._prepare_one(image)
         except Exception as error:
-            return "cannot preprocess it: " + " ".join(f"{type(error).__name__}: {error}".split())
+            return "cannot preprocess it: " + one_line(error)
 
     # ------------------------------------------------------------------ the forward pass
     @torch.inference_mode()
@@ -217,14 +183,13 @@ class Detector:
 
     def _score_prepared(self, prepared: list) -> list[float | str]:
         """P(fake) per prepared image, or an error string; a failing batch is retried one by one."""
-        try:
-            return [float(p) for p in self._forward(prepared)]
-        except Exception as error:
-            if len(prepared) == 1:
-                return ["model failed on it: " + " ".join(f"{type(error).__name__}: {error}".split())]
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            return [value for item in prepared for value in self._score_prepared([item])]
+        outcomes: list[float | str] = []
+        for _, scores, error in run_or_split(prepared, self._forward):
+            if error is None:
+                outcomes += [float(p) for p in scores]
+            else:
+                outcomes.append("model failed on it: " + one_line(error))
+        return outcomes
 
     def score_images(self, images: Iterable) -> np.ndarray:
         """P(fake) of in-memory images (any PIL mode, converted as `image_io.to_rgb` does).
@@ -232,10 +197,8 @@ class Detector:
         from deepvrm.inference.images import to_rgb
 
         scores = []
-        images = list(images)
-        for start in range(0, len(images), self.batch_size):
-            prepared = [self._prepare_one(to_rgb(image)) for image in images[start : start + self.batch_size]]
-            scores.append(self._forward(prepared))
+        for batch in batches(list(images), self.batch_size):
+            scores.append(self._forward([self._prepare_one(to_rgb(image)) for image in batch]))
         return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
 
     def score_paths(self, paths: Iterable[str], transform: Callable | None = None) -> Iterator[ScoreResult]:
@@ -249,8 +212,7 @@ class Detector:
             return
         size = self.batch_size
         if not self.workers:
-            for start in range(0, len(paths), size):
-                batch = paths[start : start + size]
+            for batch in batches(paths, size):
                 yield from self._results(batch, [self._prepare_path(p, transform) for p in batch])
             return
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="deepvrm-prepare")
@@ -284,4 +246,4 @@ class Detector:
                 yield ScoreResult(path, score=outcome, threshold=self.threshold)
 
 
-__all__ = ["DEFAULT_MODEL", "Detector", "ModelLoadError", "ScoreResult", "load_classifier", "resolve_device", "resolve_dtype"]
+__all__ = ["Detector", "ModelLoadError", "ScoreResult", "load_classifier", "resolve_device", "resolve_dtype"]

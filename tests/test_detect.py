@@ -205,19 +205,53 @@ def test_usage_errors_exit_2(tmp_path, tiny_model_dir, capsys, monkeypatch):
     if not __import__("torch").cuda.is_available():
         code, _, err = run([image, "--model", tiny_model_dir, "--device", "cuda"], capsys)
         assert code == 2 and "CUDA is not available" in err
-    # No --model and no demo model installed.
-    monkeypatch.setattr("deepvrm.inference.detector.DEFAULT_MODEL", str(tmp_path / "examples" / "demo-model"))
+    # No --model and no demo model installed (a wheel install): where it is expected, how to get it.
+    monkeypatch.setattr("deepvrm.inference.sources.DEFAULT_MODEL", str(tmp_path / "examples" / "demo-model"))
     code, _, err = run([image], capsys)
     assert code == 2 and "no model given and the demo model is not installed" in err
+    assert str(tmp_path / "examples" / "demo-model") in err and "clone" in err
+    assert "--model Kaiqing/Deep-VRM-Qwen-25-VL-7B" in err
 
 
 def test_default_model_points_into_the_repository():
     from pathlib import Path
 
-    from deepvrm.inference.detector import DEFAULT_MODEL
+    from deepvrm.inference.sources import DEFAULT_MODEL
 
     repo = Path(__file__).resolve().parent.parent
     assert Path(DEFAULT_MODEL) == repo / "examples" / "demo-model"
+
+
+def test_without_model_the_demo_model_is_announced_once_as_no_real_detector(tmp_path, capsys):
+    image = tmp_path / "x.png"
+    noise(16, 16).save(image)
+    code, out, err = run([image, "--no-progress"], capsys)
+    assert code == 0 and "x.png" in out
+    assert err.count("demo model") == 1 and "not a real-world detector" in err
+    assert "at chance" in err and "--model Kaiqing/Deep-VRM-Qwen-25-VL-7B" in err
+    from safetensors import safe_open
+
+    from deepvrm.inference.sources import DEFAULT_MODEL
+
+    with safe_open(f"{DEFAULT_MODEL}/model.safetensors", "pt") as weights:
+        size = sum(int(np.prod(weights.get_slice(k).get_shape())) for k in weights.keys())
+    assert f"{size / 1e6:.1f} M-parameter" in err
+    # Given a model, nothing is said about the demo model.
+    code, _, err = run([image, "--model", DEFAULT_MODEL, "--no-progress"], capsys)
+    assert code == 0 and "demo model" not in err
+
+
+def test_a_mistyped_folder_is_reported_as_missing_not_as_a_network_failure(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    image = tmp_path / "x.png"
+    noise(10, 10).save(image)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run([image, "--model", "tiny2"], capsys)  # meant ./tiny, say: not a Hub id's form
+    assert code == 2 and "no such model folder: tiny2" in err and "owner/name" in err
+    assert "connect" not in err.lower() and "huggingface.co" not in err
+    # owner/name that is no folder here is tried on the Hub; offline, the error says why it was tried.
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    code, _, err = run([image, "--model", "models/tiny2"], capsys)
+    assert code == 2 and "no folder models/tiny2 here, so it was tried as a Hub id" in err
 
 
 # ---------------------------------------------------------------------------------------- output and resume

@@ -25,6 +25,9 @@ import torch
 
 from deepvrm import DeepVRMConfig
 from deepvrm.configuration import preset_config, preset_names
+from deepvrm.inference.devices import torch_dtype
+from deepvrm.inference.errors import ModelLoadError
+from deepvrm.inference.sources import resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +36,6 @@ TRAINING_INFO = "deepvrm_training.json"  # what an adapter-only folder needs to 
 # (pixel budget, prompt and answer ids); the others (injection layer, fusion, ...) describe the
 # architecture and are dropped.
 _CARRIED = ("min_pixels", "max_pixels", "prompt", "system_prompt", "answer_token_ids", "prompt_prefix_ids", "prompt_suffix_ids")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def is_preset(name: str) -> bool:
@@ -49,37 +51,23 @@ def stock_config(config: DeepVRMConfig):
     return Qwen2_5_VLConfig(**{k: v for k, v in config.to_dict().items() if k not in drop})
 
 
-def _config_dict(path: str) -> dict:
-    from transformers import PretrainedConfig
-
-    config_dict, _ = PretrainedConfig.get_config_dict(path)
-    return config_dict
-
-
 def model_kind(path: str) -> str:
-    """"preset", "adapter", "deepvrm" or "qwen2_5_vl"."""
+    """"preset", "adapter", "deepvrm" (ours or the official release's layout) or "qwen2_5_vl" (a
+    plain base), told apart by `deepvrm.inference.sources.resolve_model`; `ValueError` saying why
+    for anything else (a missing folder, a folder that is no model, another model type)."""
     if is_preset(path):
         return "preset"
-    local = Path(path).expanduser()
-    if local.is_dir() and (local / "adapter_config.json").exists() and not (local / "config.json").exists():
-        return "adapter"
-    if local.exists() and not (local / "config.json").exists():
-        raise ValueError(f"{path}: no config.json (not a model folder) and no adapter_config.json.")
-    if not local.exists() and (local.is_absolute() or path.startswith((".", "~")) or path.count("/") != 1):
-        raise ValueError(f"{path}: no such model folder, and not a preset ({', '.join(preset_names())}) or a Hub id.")
     try:
-        model_type = _config_dict(path).get("model_type")
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read its config ({error}).") from error
-    if model_type in ("deepvrm", "qwen2_5_vl"):
-        return model_type
-    raise ValueError(f"{path}: a {model_type!r} model; Deep-VRM trains Qwen2.5-VL models (qwen2_5_vl or deepvrm).")
-
-
-def _dtype(dtype: str | torch.dtype | None):
-    if dtype in (None, "auto"):
-        return "auto"
-    return DTYPES[dtype] if isinstance(dtype, str) else dtype
+        source = resolve_model(path, adapters=True)
+    except ModelLoadError as error:
+        if not Path(path).expanduser().exists():
+            raise ModelLoadError(f"{error}; nor a preset ({', '.join(preset_names())})") from None
+        raise
+    if source.kind == "adapter":
+        return "adapter"
+    # The official layout (a qwen2_5_vl config with visual_low_level.* weights) is a Deep-VRM:
+    # stage 2 keeps its trained low-level tower, stage 1 takes its base.
+    return "deepvrm" if source.is_deepvrm else "qwen2_5_vl"
 
 
 def load_stage1_model(path: str, dtype="auto", meta: bool = False, attn_implementation: str | None = None):
@@ -108,7 +96,7 @@ def load_stage1_model(path: str, dtype="auto", meta: bool = False, attn_implemen
         hf_logging.set_verbosity_error()  # its visual_low_level.* weights are unused here, as intended
         try:
             model, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-                path, config=config, dtype=_dtype(dtype), output_loading_info=True, **kwargs
+                path, config=config, dtype=torch_dtype(dtype), output_loading_info=True, **kwargs
             )
         finally:
             hf_logging.set_verbosity(verbosity)
@@ -117,7 +105,7 @@ def load_stage1_model(path: str, dtype="auto", meta: bool = False, attn_implemen
 
             raise MissingWeightsError(f"{path} is missing weights of the base model: {sorted(info['missing_keys'])[:8]}")
         return model
-    return Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=_dtype(dtype), **kwargs)
+    return Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch_dtype(dtype), **kwargs)
 
 
 def load_stage2_model(
@@ -149,7 +137,7 @@ def load_stage2_model(
         kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
         if overrides:
             kwargs["config"] = DeepVRMConfig.from_pretrained(path, **overrides)
-        model = cls.from_pretrained(path, dtype=_dtype(dtype), **kwargs)
+        model = cls.from_pretrained(path, dtype=torch_dtype(dtype), **kwargs)
         if model.model.shares_vision_tower:
             model.model.to_separate_tower()  # exact; the recipe's LoRA targets the separate tower
         return model
@@ -174,7 +162,7 @@ def _fill_prompt_ids(config, path):
 
 
 def _float_dtype(dtype):
-    dtype = _dtype(dtype)
+    dtype = torch_dtype(dtype)
     return torch.float32 if dtype == "auto" else dtype
 
 

@@ -1,0 +1,98 @@
+"""The options of the commands that load a model (detect, evaluate, probe, attribute), defined once:
+
+    add_model_arguments(parser)     --model, --device, --dtype, --batch-size   (all four)
+    add_threshold_argument(parser)  --threshold                                (detect, evaluate, attribute)
+    add_scoring_arguments(parser)   --threshold, --max-pixels, --workers, --no-progress  (detect, evaluate)
+    check_model_arguments(args)     the usage error in those options, if any
+    load_detector(args)             the `Detector` they describe (detect, evaluate)
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from deepvrm.inference.devices import DTYPE_CHOICES
+from deepvrm.inference.images import DEFAULT_MAX_PIXELS
+
+
+class UsageError(Exception):
+    """Exit status 2 with this message."""
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, model_help: str | None = None, required: bool = False,
+                        batch_size: int = 8) -> None:  # fmt: skip
+    """--model (required, or defaulting to the shipped demo model), --device, --dtype, --batch-size."""
+    if model_help is None:
+        model_help = "deepvrm folder, official-layout Deep-VRM folder or Hub id (default: the shipped demo model)"
+    parser.add_argument("--model", required=required, default=None, help=model_help)
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"images per forward pass (default {batch_size})")
+    parser.add_argument("--device", default="auto", help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
+                        help="auto (default): bfloat16 (float16 where unsupported) on GPU, float32 on CPU")  # fmt: skip
+
+
+def add_threshold_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=float, default=0.5, help="P(fake) at or above which an image is called fake (default 0.5)")
+
+
+def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `Detector` takes besides the model: the threshold, the pixel limit, the preparing threads."""
+    add_threshold_argument(parser)
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help=f"refuse images with more pixels than this, before decoding them (default {DEFAULT_MAX_PIXELS:,})")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=None,
+                        help="threads opening and preprocessing images ahead of the model (default: one per core, up to 4; 0: none)")  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+
+
+def check_model_arguments(args) -> str | None:
+    """The usage error in the shared options (those the command has), if any."""
+    if args.batch_size < 1:
+        return f"--batch-size must be at least 1, got {args.batch_size}"
+    threshold = getattr(args, "threshold", None)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        return f"--threshold must lie in [0, 1], got {threshold}"
+    if getattr(args, "max_pixels", 1) < 1:
+        return f"--max-pixels must be positive, got {args.max_pixels}"
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 0:
+        return f"--workers must be 0 or more, got {workers}"
+    return None
+
+
+def load_detector(args):
+    """A `Detector` for the shared options, or `UsageError`. Without --model: the shipped demo model,
+    announced on stderr as a demonstration, not a real-world detector (`sources.default_model`)."""
+    from PIL import Image
+
+    from deepvrm.inference.detector import Detector
+
+    if Image.MAX_IMAGE_PIXELS is not None and args.max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = args.max_pixels  # Pillow's own guard would refuse first otherwise
+    _quiet_transformers()
+    try:
+        return Detector.from_pretrained(
+            args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+            threshold=args.threshold, max_pixels=args.max_pixels, workers=args.workers,
+        )  # fmt: skip
+    except ValueError as error:  # a bad device or dtype, or a ModelLoadError
+        raise UsageError(str(error)) from None
+
+
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its "Loading weights" bar would mix with ours
+    except Exception:
+        pass
+
+
+__all__ = [
+    "UsageError",
+    "add_model_arguments",
+    "add_scoring_arguments",
+    "add_threshold_argument",
+    "check_model_arguments",
+    "load_detector",
+]
