@@ -2,7 +2,8 @@
 
 It shares no code with `deepvrm.modeling_deepvrm` / `deepvrm.injection`: the decoder loop, the causal
 mask, the M-RoPE positions and the fusion formula are written out here from the paper's
-definition (DESIGN.md §1), so a test comparing the two checks the injection, not itself.
+definition (README.md, "How it works": after layer K-1, h[image] = (h[image] + r) / 2, text
+positions untouched), so a test comparing the two checks the injection, not itself.
 """
 
 from __future__ import annotations

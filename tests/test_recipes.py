@@ -21,7 +21,7 @@ def test_shipped_recipes():
     assert (stage1["lora_r"], stage1["lora_alpha"], stage1["lora_targets"]) == (128, 256, ["language_model"])
     assert (stage2["lora_r"], stage2["lora_alpha"]) == (64, 128)
     assert stage2["lora_targets"] == ["language_model_from_injection", "visual_low_level"]
-    for recipe in (stage1, stage2):  # DESIGN.md §3, both stages
+    for recipe in (stage1, stage2):  # the paper's optimiser and schedule, both stages
         assert (recipe["adam_beta1"], recipe["adam_beta2"], recipe["learning_rate"]) == (0.9, 0.95, 1e-4)
         assert (recipe["merger_learning_rate"], recipe["weight_decay"], recipe["warmup_steps"]) == (1e-6, 1e-3, 0.05)
         assert (recipe["lr_scheduler_type"], recipe["num_train_epochs"], recipe["global_batch_size"]) == ("cosine", 2, 512)

@@ -1,7 +1,8 @@
 """Training recipes: flat YAML files in `deepvrm/configuration/recipes/` (or any path).
 
 A recipe sets defaults for `deepvrm train`'s options and `transformers.TrainingArguments` fields;
-the command line overrides any of them. `stage1` and `stage2` are the paper's (DESIGN.md §3).
+the command line overrides any of them. `stage1` and `stage2` are the paper's (each file's comments
+say where its values come from).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """`DeepVRMTrainer`: transformers' Trainer with the three things Deep-VRM's recipe adds.
 
-- The merger's own learning rate (DESIGN.md §3: 1e-6 for the merger/aligner, 1e-4 elsewhere):
+- The merger's own learning rate (the paper's recipe, configuration/recipes/stage*.yaml: 1e-6 for
+  the merger/aligner, 1e-4 elsewhere):
   trainable parameters under a `.merger.` module get `merger_learning_rate`; the scheduler scales
   both groups alike.
 - Evaluation scores what detection scores: the logits of the two answer tokens ("real", "fake") at
