@@ -31,6 +31,11 @@ def test_every_subpackage_folder_is_listed_so_it_ships():
                 assert name in listed, f"{name} is not in [tool.setuptools].packages"
 
 
-def test_console_script_points_at_the_cli():
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"deepvrm": "deepvrm.cli:main"}
+def test_installed_deepvrm_command_runs(capsys):
+    """The `deepvrm` console script, as installed from pyproject.toml, loads and lists its commands."""
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="deepvrm")
+    assert script.load()(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(command in out for command in ("detect", "evaluate", "train"))

@@ -77,12 +77,39 @@ def test_sdpa_matches_eager_reference():
 
 
 def test_injection_changes_only_image_positions_inputs_and_later_layers():
-    """Sanity of the reference itself: moving the injection layer changes the logits."""
+    """Against stock Qwen2.5-VL holding the same weights (no injection) and the stock low-level tower:
+    the layers before K see the base's hidden states at every position; at the input of layer K only
+    the image positions change, to (h + r) / 2; after it, the text before the image (causal
+    attention) is still what the base computes, and the text after the image is not."""
     model = _model()
     inputs = _inputs(model, sizes=((112, 112),))
-    moved = _model(injection_layer=3)
+    base, low = stock_models_from(model)
+    k = model.config.injection_layer
+    fused = []
+    hook = model.model.language_model.layers[k].fusion.register_forward_hook(lambda m, args, out: fused.append(out))
     with torch.no_grad():
-        assert (model(**inputs).logits - moved(**inputs).logits).abs().max() > 1e-3
+        ours = model(**inputs, output_hidden_states=True).hidden_states
+        stock = base(**inputs, output_hidden_states=True).hidden_states
+        residual = low(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"]).pooler_output
+    hook.remove()
+    (injected,) = fused
+    image = (inputs["input_ids"] == model.config.image_token_id)[0]
+    positions = torch.arange(image.numel())
+    before, after = positions < positions[image].min(), positions > positions[image].max()
+    assert inputs["attention_mask"].all() and before.any() and after.any()
+
+    def close(a, b):
+        torch.testing.assert_close(a, b, rtol=0, atol=TOL)
+
+    assert len(ours) == len(stock) == model.config.text_config.num_hidden_layers + 1
+    for index in range(k + 1):  # the embeddings and the outputs of layers 0..K-1
+        close(ours[index], stock[index])
+    close(injected[0, ~image], stock[k][0, ~image])  # text positions untouched...
+    close(injected[0, image], (stock[k][0, image] + residual) / 2)  # ...image positions fused
+    assert (injected[0, image] - stock[k][0, image]).abs().max() > 1e-2
+    for index in range(k + 1, len(ours)):  # the outputs of layers K..N-1
+        close(ours[index][0, before], stock[index][0, before])
+        assert (ours[index][0, after] - stock[index][0, after]).abs().max() > 1e-3
 
 
 def test_official_call_style_without_mm_token_type_ids_gives_same_logits():
