@@ -74,6 +74,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from deepvrm.configuration_deepvrm import DEFAULT_PROMPT
+
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 224  # output side: the `small` preset's fixed pixel budget (224 x 224)
 SCALE_RANGE = (1.3, 3.0)  # crop side / SIZE, log-uniform, for every source
@@ -82,7 +84,7 @@ MAX_OVERLAP = 0.7  # IoU between two crops of one original
 COVERAGE = 2.5  # crops per original: COVERAGE x its area / a typical crop's area (overlapping, at most MAX_CROPS)
 LATENT_CHANNELS = 4  # the autoencoder's latent: 8x downsampled, 4 channels, as Stable Diffusion's VAE
 MIN_DETAIL = 2.0  # crops with less detail (mean |Laplacian| of the grey output, 8-bit levels) are skipped
-PROMPT = "Is this image real or fake? Please just answer 'real' or 'fake'. <image>"
+PROMPT = f"{DEFAULT_PROMPT} <image>"  # the model's own question, in the official data format
 SPLITS = ("train", "validation", "test")
 TEST_FRACTION, VALIDATION_FRACTION = 0.2, 0.12  # of the crops of each class, whole originals at a time
 

@@ -1,6 +1,7 @@
 """Processing for Deep-VRM: the detection prompt, the image processor and the processor.
 
-The chat prompt is Qwen2.5-VL's (as the official training framework renders it):
+The chat prompt is Qwen2.5-VL's (as the official training framework renders it), rendered by the
+processor's chat template (`CHAT_TEMPLATE`) from the detection messages (`detection_messages`):
 
     <|im_start|>system\\n{system}<|im_end|>\\n<|im_start|>user\\n{prompt} <|vision_start|><|image_pad|>...<|vision_end|><|im_end|>\\n<|im_start|>assistant\\n
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from transformers import Qwen2_5_VLProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+from transformers.utils.chat_template_utils import render_jinja_template
 
 from .configuration_deepvrm import DEFAULT_LABELS, DEFAULT_PIXELS, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
 
@@ -27,11 +29,13 @@ IMAGE_PLACEHOLDER = "<image>"  # how the official data format marks the image in
 VISION_SEGMENT = f"{VISION_START}{IMAGE_TOKEN}{VISION_END}"
 
 # Qwen2-VL's chat template, extended so that the official data format's "<image>" inside a string
-# turn renders the same as an {"type": "image"} content item.
+# turn renders the same as an {"type": "image"} content item, and so that `default_system_prompt=False`
+# leaves out the default system turn (a config whose `system_prompt` is None has none).
 CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}"
     "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "{% if loop.first and message['role'] != 'system' and default_system_prompt is not false %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
     "<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}"
     "{{ message['content'] | replace('<image>', '<|vision_start|><|image_pad|><|vision_end|>') }}<|im_end|>\n"
@@ -45,13 +49,27 @@ CHAT_TEMPLATE = (
 )
 
 
-def render_prompt(prompt: str, system_prompt: str | None, answer: str | None = None) -> str:
-    """The chat prompt as text, with one un-expanded image placeholder after the user text."""
+def detection_messages(prompt: str, system_prompt: str | None, answer: str | None = None) -> list[dict]:
+    """The chat of one detection question: the system turn (unless None), the user turn with the
+    image placeholder (after the text, unless the text places it), and the answer when given."""
     user = prompt if IMAGE_PLACEHOLDER in prompt else f"{prompt} {IMAGE_PLACEHOLDER}"
-    text = f"<|im_start|>system\n{system_prompt}<|im_end|>\n" if system_prompt else ""
-    text += f"<|im_start|>user\n{user.replace(IMAGE_PLACEHOLDER, VISION_SEGMENT)}<|im_end|>\n<|im_start|>assistant\n"
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages.append({"role": "user", "content": user})
     if answer is not None:
-        text += f"{answer}<|im_end|>\n"
+        messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
+def render_prompt(prompt: str, system_prompt: str | None, answer: str | None = None) -> str:
+    """The chat prompt as text, rendered by the chat template (`CHAT_TEMPLATE`) from
+    `detection_messages`, with one un-expanded image placeholder: up to the assistant's turn, or
+    through the answer when one is given."""
+    (text,), _ = render_jinja_template(
+        [detection_messages(prompt, system_prompt, answer)],
+        chat_template=CHAT_TEMPLATE,
+        add_generation_prompt=answer is None,
+        default_system_prompt=bool(system_prompt),
+    )
     return text
 
 
@@ -155,4 +173,4 @@ class DeepVRMProcessor(Qwen2_5_VLProcessor):
 DeepVRMImageProcessor.register_for_auto_class("AutoImageProcessor")
 DeepVRMProcessor.register_for_auto_class("AutoProcessor")
 
-__all__ = ["DeepVRMImageProcessor", "DeepVRMProcessor", "prompt_ids_from_tokenizer", "render_prompt"]
+__all__ = ["DeepVRMImageProcessor", "DeepVRMProcessor", "detection_messages", "prompt_ids_from_tokenizer", "render_prompt"]

@@ -142,3 +142,23 @@ def test_deepvrm_init_command_writes_a_loadable_folder(tmp_path, capsys):
     assert model.config.fusion == "gated"
     assert torch.count_nonzero(model.model.language_model.layers[2].fusion.gate) == 0
     assert cli_main(["no-such-command"]) == 2
+
+
+def test_the_detection_prompt_is_the_chat_template_rendered(tiny_model_dir):
+    """One source of the prompt's text: the processor's chat template (saved with the model)."""
+    from deepvrm.processing_deepvrm import detection_messages, render_prompt
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    for answer in (None, "fake"):
+        messages = detection_messages(config.prompt, config.system_prompt, answer)
+        saved = processor.apply_chat_template(messages, add_generation_prompt=answer is None, tokenize=False)
+        assert render_prompt(config.prompt, config.system_prompt, answer) == saved
+    # The text, written out (Qwen2.5-VL's format); without a system prompt, no system turn.
+    segment = "<|vision_start|><|image_pad|><|vision_end|>"
+    assert render_prompt("Real? <image> Say.", None, "real") == (
+        f"<|im_start|>user\nReal? {segment} Say.<|im_end|>\n<|im_start|>assistant\nreal<|im_end|>\n"
+    )
+    assert render_prompt("Real?", "Be brief.") == (
+        f"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nReal? {segment}<|im_end|>\n<|im_start|>assistant\n"
+    )
