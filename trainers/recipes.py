@@ -1,4 +1,4 @@
-"""Training recipes: flat YAML files in `deepvrm/configuration/recipes/` (or any path).
+"""Training recipes: flat YAML files shipped in `deepvrm.configuration` (`configuration/recipes/`), or any path.
 
 A recipe sets defaults for `deepvrm train`'s options and `transformers.TrainingArguments` fields;
 the command line overrides any of them. `stage1` and `stage2` are the paper's (each file's comments
@@ -11,46 +11,31 @@ from pathlib import Path
 
 import yaml
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "configuration" / "recipes"
-
-
-def _recipes_dir() -> Path:
-    try:  # the installed package data (same folder in an editable install)
-        from importlib.resources import files
-
-        path = Path(str(files("deepvrm.configuration") / "recipes"))
-        if path.is_dir():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return RECIPES_DIR
+from deepvrm.configuration import shipped_files
 
 
 def recipe_names() -> list[str]:
-    return sorted(p.stem for p in _recipes_dir().glob("*.yaml"))
-
-
-def recipe_path(name_or_path: str | Path) -> Path:
-    """The file of a recipe given by name (`stage2`) or path."""
-    path = Path(name_or_path).expanduser()
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        return path
-    named = _recipes_dir() / f"{name_or_path}.yaml"
-    if named.exists():
-        return named
-    raise ValueError(f"Unknown recipe {str(name_or_path)!r}: not a YAML file, nor one of {recipe_names()}.")
+    """The shipped recipes (package data of `deepvrm.configuration`, read with importlib.resources)."""
+    return list(shipped_files("recipes"))
 
 
 def load_recipe(name_or_path: str | Path) -> dict:
-    """A recipe's keys and values (a flat mapping)."""
-    path = recipe_path(name_or_path)
+    """A recipe's keys and values (a flat mapping), from a YAML file's path or a shipped recipe's name."""
+    path = Path(name_or_path).expanduser()
+    shipped = shipped_files("recipes")
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        where, text = str(path), path.read_text(encoding="utf-8")
+    elif str(name_or_path) in shipped:
+        where, text = f"recipe {name_or_path}", shipped[str(name_or_path)].read_text(encoding="utf-8")
+    else:
+        raise ValueError(f"Unknown recipe {str(name_or_path)!r}: not a YAML file, nor one of {list(shipped)}.")
     try:
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        recipe = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error}).") from error
+        raise ValueError(f"{where}: not valid YAML ({error}).") from error
     if not isinstance(recipe, dict):
-        raise ValueError(f"{path}: a recipe is a mapping of option names to values, got {type(recipe).__name__}.")
+        raise ValueError(f"{where}: a recipe is a mapping of option names to values, got {type(recipe).__name__}.")
     return {str(k).replace("-", "_"): v for k, v in recipe.items()}
 
 
-__all__ = ["recipe_names", "recipe_path", "load_recipe", "RECIPES_DIR"]
+__all__ = ["recipe_names", "load_recipe"]
