@@ -416,6 +416,7 @@ def test_official_layout_folder_is_scored_at_the_papers_pixel_budget(reference_m
 
 
 # ---------------------------------------------------------------------------------------- the real command
+@pytest.mark.slow
 def test_command_line_entry_point(tmp_path, tiny_model_dir):
     # One subprocess (importing torch and transformers costs seconds): the exit status reaches the shell.
     noise(20, 20).save(tmp_path / "ok.png")

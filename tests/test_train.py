@@ -121,6 +121,7 @@ class _CountSteps(TrainerCallback):
         self.steps.append(state.global_step)
 
 
+@pytest.mark.slow
 def test_resume_ends_where_an_uninterrupted_run_ends(tiny_model_dir, image_folder, tmp_path):
     def run(output_dir, callbacks=None):
         argv = ["--stage", "2", "--model", str(tiny_model_dir), "--train-data", str(image_folder), "--output-dir",
