@@ -18,6 +18,8 @@ import torch
 
 from deepvrm.configuration_deepvrm import DEFAULT_LABELS, DEFAULT_PIXELS, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
 from deepvrm.modeling_deepvrm import detection_prompt_inputs, mm_token_type_ids_from_input_ids
+from deepvrm.cli.options import UsageError, check_model_arguments
+from deepvrm.inference.devices import resolve_device, resolve_dtype
 from deepvrm.inference.errors import ModelLoadError, one_line
 from deepvrm.inference.sources import resolve_model
 
@@ -181,6 +183,20 @@ def load_analysis_model(
         answer_rows=None if rows is None else rows.to(device),
         source=model_id,
     )
+
+
+def datasets_and_model(args, need_labels: bool, **model_kwargs) -> tuple[list, AnalysisModel]:
+    """The datasets (`--data`, `--max-images`, `--seed`) and the model (`--model`, `--device`,
+    `--dtype`) of a probe/attribute command line; `UsageError` saying what is wrong with them."""
+    problem = check_model_arguments(args)
+    if problem:
+        raise UsageError(problem)
+    try:
+        datasets = read_datasets(args.data, args.max_images, need_labels=need_labels, seed=args.seed)
+        device = resolve_device(args.device)
+        return datasets, load_analysis_model(args.model, device, resolve_dtype(args.dtype, device), **model_kwargs)
+    except ValueError as error:  # unreadable data, a bad device or dtype, a ModelLoadError
+        raise UsageError(str(error)) from None
 
 
 # ----------------------------------------------------------------------------------------- data

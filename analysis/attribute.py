@@ -41,15 +41,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepvrm.cli.options import add_model_arguments, add_threshold_argument, check_model_arguments
+from deepvrm.cli.options import UsageError, add_model_arguments, add_threshold_argument
 from deepvrm.cli.tables import markdown_table, text_table
 from deepvrm.inference.batches import batches, run_or_split
-from deepvrm.inference.devices import resolve_device, resolve_dtype
 from deepvrm.inference.errors import one_line
 from deepvrm.modeling_deepvrm import DeepVRMImageFeatures
 
 from ._common import (
-    NO_MATPLOTLIB, AnalysisModel, concat, fmt, json_ready, load_analysis_model, prepare, pyplot, read_datasets, write_json,
+    NO_MATPLOTLIB, AnalysisModel, concat, datasets_and_model, fmt, json_ready, prepare, pyplot, write_json,
 )  # fmt: skip
 
 MODES = ("full", "no_residual", "residual_only")
@@ -383,23 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    problem = check_model_arguments(args)
-    if problem:
-        print(f"deepvrm attribute: {problem}", file=sys.stderr)
-        return 2
     if args.token_maps and not args.report:
         print("deepvrm attribute: --token-maps needs --report (the maps are PNG files)", file=sys.stderr)
         return 2
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731
     try:
-        datasets = read_datasets(args.data, args.max_images, need_labels=False, seed=args.seed)
-    except ValueError as error:
-        print(f"deepvrm attribute: {error}", file=sys.stderr)
-        return 2
-    try:
-        device = resolve_device(args.device)
-        am = load_analysis_model(args.model, device, resolve_dtype(args.dtype, device), require_deepvrm=True)
-    except ValueError as error:  # a bad device or dtype, or a ModelLoadError
+        datasets, am = datasets_and_model(args, need_labels=False, require_deepvrm=True)
+    except UsageError as error:
         print(f"deepvrm attribute: {error}", file=sys.stderr)
         return 2
     log(f"Loaded {args.model} on {am.device} in {am.dtype}")

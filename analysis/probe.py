@@ -37,13 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepvrm.cli.options import add_model_arguments, check_model_arguments
+from deepvrm.cli.options import UsageError, add_model_arguments
 from deepvrm.cli.tables import markdown_table, text_table
 from deepvrm.inference.batches import batches, run_or_split
-from deepvrm.inference.devices import resolve_device, resolve_dtype
 from deepvrm.inference.errors import one_line
 
-from ._common import NO_MATPLOTLIB, AnalysisModel, concat, fmt, load_analysis_model, prepare, pyplot, read_datasets, write_json
+from ._common import NO_MATPLOTLIB, AnalysisModel, concat, datasets_and_model, fmt, prepare, pyplot, write_json
 
 REPRESENTATIONS = {"image": "image tokens (mean)", "last": "last prompt token"}
 LAYER_CONVENTION = (
@@ -397,10 +396,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    problem = check_model_arguments(args)
-    if problem:
-        print(f"deepvrm probe: {problem}", file=sys.stderr)
-        return 2
     if args.folds < 2:
         print("deepvrm probe: --folds must be at least 2", file=sys.stderr)
         return 2
@@ -409,14 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731  (progress on stderr, tables on stdout)
     try:
-        datasets = read_datasets(args.data, args.max_images, need_labels=True, seed=args.seed)
-    except ValueError as error:
-        print(f"deepvrm probe: {error}", file=sys.stderr)
-        return 2
-    try:
-        device = resolve_device(args.device)
-        am = load_analysis_model(args.model, device, resolve_dtype(args.dtype, device), pixels=args.pixels)
-    except ValueError as error:  # a bad device or dtype, or a ModelLoadError
+        datasets, am = datasets_and_model(args, need_labels=True, pixels=args.pixels)
+    except UsageError as error:
         print(f"deepvrm probe: {error}", file=sys.stderr)
         return 2
     log(f"Loaded {args.model} ({am.kind}, {am.num_layers} decoder layers) on {am.device} in {am.dtype}")

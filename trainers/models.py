@@ -77,14 +77,7 @@ def load_stage1_model(path: str, dtype="auto", meta: bool = False, attn_implemen
     kind = model_kind(path)
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     if kind == "preset":
-        config = stock_config(preset_config(path))
-        if attn_implementation:
-            config._attn_implementation = attn_implementation
-        if meta:
-            with torch.device("meta"):
-                return Qwen2_5_VLForConditionalGeneration(config)
-        _refuse_random_large(path)
-        return Qwen2_5_VLForConditionalGeneration(config).to(_float_dtype(dtype))
+        return _preset_model(Qwen2_5_VLForConditionalGeneration, stock_config(preset_config(path)), path, dtype, meta, attn_implementation)
     if kind == "adapter":
         return load_adapter_folder(path, dtype=dtype)
     if kind == "deepvrm":
@@ -125,14 +118,7 @@ def load_stage2_model(
     overrides = {k: v for k, v in {"injection_layer": injection_layer, "fusion": fusion}.items() if v is not None}
     kind = model_kind(path)
     if kind == "preset":
-        config = preset_config(path, **overrides)
-        if attn_implementation:
-            config._attn_implementation = attn_implementation
-        if meta:
-            with torch.device("meta"):
-                return cls(config)
-        _refuse_random_large(path)
-        return cls(config).to(_float_dtype(dtype))
+        return _preset_model(cls, preset_config(path, **overrides), path, dtype, meta, attn_implementation)
     if kind == "deepvrm":
         kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
         if overrides:
@@ -159,6 +145,17 @@ def _fill_prompt_ids(config, path):
         processor.configure_model(config)
     except Exception as error:  # noqa: BLE001
         logger.warning("No prompt ids for %s: %s", path, error)
+
+
+def _preset_model(cls, config, name: str, dtype, meta: bool, attn_implementation: str | None):
+    """A preset's model (either stage's class) with random weights, or its shape on the meta device."""
+    if attn_implementation:
+        config._attn_implementation = attn_implementation
+    if meta:
+        with torch.device("meta"):
+            return cls(config)
+    _refuse_random_large(name)
+    return cls(config).to(_float_dtype(dtype))
 
 
 def _float_dtype(dtype):
