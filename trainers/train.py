@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from deepvrm.inference.devices import DTYPE_CHOICES
+
 logger = logging.getLogger(__name__)
 
 
@@ -27,7 +29,7 @@ class ModelArguments:
                   "folder or Hub id, or a --save-adapter-only folder. Stage 1: the base model; stage 2: stage 1's output."},
     )
     stage: int | None = field(default=None, metadata={"help": "1 (semantic alignment) or 2 (artifact-aware refinement).", "choices": [1, 2]})
-    dtype: str = field(default="auto", metadata={"help": "Weights' dtype: auto (the checkpoint's), float32, bfloat16, float16.", "choices": ["auto", "float32", "bfloat16", "float16"]})
+    dtype: str = field(default="auto", metadata={"help": "Weights' dtype: auto (the checkpoint's), float32, bfloat16, float16.", "choices": list(DTYPE_CHOICES)})
     injection_layer: int | None = field(default=None, metadata={"help": "Stage 2: the decoder layer receiving the low-level residual (default: the model's)."})
     fusion: str | None = field(default=None, metadata={"help": "Stage 2: mean (paper), add or gated (default: the model's).", "choices": ["mean", "add", "gated"]})
     attn_implementation: str | None = field(default=None, metadata={"help": "e.g. sdpa, flash_attention_2, eager."})
