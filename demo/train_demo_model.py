@@ -33,6 +33,8 @@ from pathlib import Path
 
 import dct_probe  # demo/dct_probe.py: this script's folder is on sys.path when it runs
 
+from deepvrm.cli.tables import markdown_table
+
 REPO = Path(__file__).resolve().parent.parent
 RECORD = REPO / "demo" / "dataset"  # the dataset's manifest, build_info.json and NOTICE.md (committed)
 SEED = 0
@@ -164,24 +166,19 @@ def _f(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _counts_table(counts: dict) -> list[str]:
-    rows = ["| split | real | fake: ComfyUI | fake: autoencoder |", "|---|---:|---:|---:|"]
+def _counts_table(counts: dict) -> str:
+    rows = []
     for split in ("train", "validation", "test"):
         real = sum(n for k, n in counts.items() if k.startswith(f"{split}/real/"))
-        comfy = counts.get(f"{split}/fake/comfyui", 0)
-        auto = counts.get(f"{split}/fake/autoencoder", 0)
-        rows.append(f"| {split} | {real} | {comfy} | {auto} |")
-    return rows
+        rows.append([split, real, counts.get(f"{split}/fake/comfyui", 0), counts.get(f"{split}/fake/autoencoder", 0)])
+    return markdown_table(["split", "real", "fake: ComfyUI", "fake: autoencoder"], rows, align="lr")
 
 
-def _metrics_table(metrics: dict) -> list[str]:
-    rows = ["| evaluation set | real | fake | accuracy | real acc. | fake acc. | AP | ROC-AUC |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, m in metrics.items():
-        rows.append(
-            f"| {name} | {m['n_real']} | {m['n_fake']} | {_f(m['accuracy'])} | {_f(m['real_accuracy'])} | "
-            f"{_f(m['fake_accuracy'])} | {_f(m['average_precision'])} | {_f(m['roc_auc'])} |"
-        )
-    return rows
+def _metrics_table(metrics: dict) -> str:
+    headers = ["evaluation set", "real", "fake", "accuracy", "real acc.", "fake acc.", "AP", "ROC-AUC"]
+    keys = ("accuracy", "real_accuracy", "fake_accuracy", "average_precision", "roc_auc")
+    rows = [[name, m["n_real"], m["n_fake"], *(_f(m[key]) for key in keys)] for name, m in metrics.items()]
+    return markdown_table(headers, rows, align="lr")
 
 
 def model_card(record: dict) -> str:
@@ -215,12 +212,12 @@ def model_card(record: dict) -> str:
         "evaluation set per fake source, each with all real test images. Accuracy at P(fake) >= 0.5; AP and",
         "ROC-AUC of P(fake) with fake as the positive class.",
         "",
-        *_metrics_table(test),
+        _metrics_table(test),
         "",
         "Validation split (monitored during training; the recipes' epochs, dropout and weight decay were",
         "chosen on it among a handful of trials):",
         "",
-        *_metrics_table(validation),
+        _metrics_table(validation),
         "",
         "The real test images are crops of only six photographs (three MATE wallpapers give most of",
         "them), so these numbers say more about those photographs than about photographs in general.",
@@ -251,7 +248,7 @@ def model_card(record: dict) -> str:
         "Every image: square crop (1.3x to 3x the output side), Lanczos resize to 224x224, PNG without",
         "metadata; all crops of one original in one split.",
         "",
-        *_counts_table(record.get("dataset_counts", {})),
+        _counts_table(record.get("dataset_counts", {})),
         "",
         "## Training",
         "",
@@ -285,9 +282,7 @@ def model_card(record: dict) -> str:
         "",
         "P(fake) for `examples/` (what `make demo` prints; `examples/NOTICE.md` says which are real):",
         "",
-        "| image | P(fake) |",
-        "|---|---:|",
-        *[f"| `{name}` | {score:.3f} |" for name, score in record["example_scores"].items()],
+        markdown_table(["image", "P(fake)"], [[f"`{name}`", f"{score:.3f}"] for name, score in record["example_scores"].items()], align="lr"),
         "",
         "## Use",
         "",
