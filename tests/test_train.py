@@ -123,10 +123,11 @@ class _CountSteps(TrainerCallback):
 
 @pytest.mark.slow
 def test_resume_ends_where_an_uninterrupted_run_ends(tiny_model_dir, image_folder, tmp_path):
+    """Gated fusion, so that the checkpoint must hold the trained gate as well as the LoRA weights."""
     def run(output_dir, callbacks=None):
-        argv = ["--stage", "2", "--model", str(tiny_model_dir), "--train-data", str(image_folder), "--output-dir",
-                str(output_dir), *FAST, "--max-steps", "4", "--save-steps", "100", "--learning-rate", "5e-3",
-                "--lora-r", "4", "--lora-alpha", "8", "--seed", "3"]
+        argv = ["--stage", "2", "--model", str(tiny_model_dir), "--fusion", "gated", "--train-data", str(image_folder),
+                "--output-dir", str(output_dir), *FAST, "--max-steps", "4", "--save-steps", "100", "--learning-rate",
+                "5e-3", "--lora-r", "4", "--lora-alpha", "8", "--seed", "3"]
         return train(*parse_args(argv), callbacks=callbacks)
 
     run(tmp_path / "straight")
@@ -150,6 +151,8 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tiny_model_dir, image_folde
     assert expected.keys() == got.keys()
     worst = max((expected[k] - got[k]).abs().max().item() for k in expected)
     assert worst < 1e-6, worst
+    gate = [k for k in got if k.endswith("fusion.gate")]
+    assert len(gate) == 1 and got[gate[0]].abs().max() > 1e-3
 
 
 def test_stage1_then_stage2_end_to_end(tiny_model_dir, image_folder, tmp_path):
