@@ -1,4 +1,4 @@
-"""`deepvrm push`: export a model folder for the Hub (remote code, model card) and upload it.
+"""`deepvrm push`: export a model folder for the Hub (model code, model card) and upload it.
 
     deepvrm push MODEL_DIR --repo-id OWNER/NAME [--private] [--revision BRANCH] [--commit-message M]
                  [--adapter-only] [--dry-run OUT_DIR] [--base-model ID] [--metrics FILE] [--license ID]
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepvrm push",
         description="Export a Deep-VRM model folder for the Hugging Face Hub (safetensors weights, config with "
-        "auto_map, self-contained remote code, processor, model card) and upload it.",
+        "auto_map, the model code for trust_remote_code, processor, model card) and upload it in one commit.",
         epilog="The token comes from HF_TOKEN or `hf auth login`; the endpoint from HF_ENDPOINT.",
     )
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="a Deep-VRM model folder, or a stage-2 adapter folder with --adapter-only")
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tag", metavar="TAG", action="append", default=[], help="extra tag for the card (repeatable)")
     parser.add_argument("--processor", metavar="DIR", help="take the tokenizer/processor from DIR instead of MODEL_DIR")
     parser.add_argument("--max-shard-size", default="5GB", help="re-shard weight files larger than this (default 5GB)")
-    parser.add_argument("--no-verify", action="store_true", help="skip importing the remote code in a clean Python process first")
+    parser.add_argument("--no-verify", action="store_true", help="skip loading the export in a Python process without deepvrm first")
     return parser
 
 
@@ -46,38 +46,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repo-id OWNER/NAME is required (or use --dry-run OUT_DIR to only write the export)")
 
     from .export import ExportError, export_model
-    from .remote_code import RemoteCodeError
     from .upload import HubUploadError, push
+    from .verify import CleanProcessError
 
-    export_kwargs = dict(
-        adapter_only=args.adapter_only,
-        base_model=args.base_model,
-        metrics=args.metrics,
-        license=args.license,
-        datasets=args.dataset,
-        tags=args.tag,
-        processor_dir=args.processor,
-        max_shard_size=args.max_shard_size,
-    )
+    export_kwargs = dict(adapter_only=args.adapter_only, base_model=args.base_model, metrics=args.metrics, license=args.license,
+                         datasets=args.dataset, tags=args.tag, processor_dir=args.processor, max_shard_size=args.max_shard_size)  # fmt: skip
     try:
         if args.dry_run:
-            plan = export_model(
-                args.model_dir, args.dry_run, repo_id=args.repo_id, verify=not args.no_verify, log=print, **export_kwargs
-            )
-            print(plan.describe())
-            print(f"Wrote the export to {args.dry_run}; nothing was uploaded.")
-            return 0
-        push(
-            args.model_dir,
-            args.repo_id,
-            private=True if args.private else None,
-            revision=args.revision,
-            commit_message=args.commit_message,
-            verify=not args.no_verify,
-            **export_kwargs,
-        )
+            export = export_model(args.model_dir, args.dry_run, repo_id=args.repo_id, verify=not args.no_verify, **export_kwargs)
+            print(f"{export.describe()}\nWrote the export to {args.dry_run}; nothing was uploaded.")
+        else:
+            push(args.model_dir, args.repo_id, private=True if args.private else None, revision=args.revision,
+                 commit_message=args.commit_message, verify=not args.no_verify, **export_kwargs)  # fmt: skip
         return 0
-    except (ExportError, RemoteCodeError, HubUploadError) as error:
+    except (ExportError, CleanProcessError, HubUploadError) as error:
         print(f"deepvrm push: error: {error}", file=sys.stderr)
         return 1
 

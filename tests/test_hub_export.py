@@ -1,17 +1,15 @@
 """`deepvrm push --dry-run`: what an export holds, and that it loads where `deepvrm` cannot be imported.
 
-The main test writes a full export, a re-sharded one and an adapter-only one, then loads all three in
-ONE fresh Python process (`-I`, cwd outside the repo, a `sys.meta_path` finder that makes
-`import deepvrm` raise: the package is installed editable, so isolation flags alone do not hide it)
-with `trust_remote_code=True`, and compares its scores with the package's own classes.
+The main test writes a full export, a re-sharded one, an adapter-only one and one of a folder in the
+official layout, then loads all of them in ONE fresh Python process in which `import deepvrm` fails
+(`deepvrm.hub_upload.verify.run_without_deepvrm`), through `trust_remote_code=True` only: pipeline,
+AutoModelForImageClassification, the chat interface's generate, the adapter applied through PEFT. Its
+scores are compared with the package's own classes.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -22,12 +20,15 @@ from conftest import random_image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+import deepvrm
 from deepvrm import DeepVRMForConditionalGeneration, DeepVRMForImageClassification, DeepVRMProcessor
-from deepvrm.hub_upload import ExportError, export_model, generate_remote_code, plan_export
+from deepvrm.configuration_deepvrm import AUTO_MAP
+from deepvrm.hub_upload import CleanProcessError, ExportError, check_in_clean_process, export_model
 from deepvrm.hub_upload.cli import main as push_main
-from deepvrm.hub_upload.remote_code import AUTO_MAP_MODEL, RemoteCodeError, check_remote_files
+from deepvrm.hub_upload.verify import run_without_deepvrm
 
-REMOTE_FILES = {"configuration_deepvrm.py", "modeling_deepvrm.py", "processing_deepvrm.py"}
+PACKAGE_CODE = Path(deepvrm.__file__).parent  # the model files of the package: modeling_deepvrm/
+CODE_FILES = {p.name for p in PACKAGE_CODE.glob("*.py")} - {"__init__.py"}
 PROCESSOR_FILES = {"processor_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}
 METRICS = {
     "GenImage": {"accuracy": 0.9742, "real_accuracy": 0.98, "fake_accuracy": 0.9684, "average_precision": 0.991,
@@ -109,6 +110,8 @@ def exports(tiny_model_dir, tmp_path_factory):
     for f in Path(tiny_model_dir).iterdir():
         (model_dir / f.name).write_bytes(f.read_bytes())
     (model_dir / "metrics.json").write_text(json.dumps(METRICS))
+    # a model folder saved by an older version carries its own, older model code: the export ships the package's
+    (model_dir / "modeling_deepvrm.py").write_text("raise ImportError('a stale copy')\n")
     full, sharded, adapter = root / "full", root / "sharded", root / "adapter"
     assert push_main([str(model_dir), "--dry-run", str(full), "--repo-id", "test-org/tiny-deepvrm", "--no-verify",
                       "--dataset", "test-org/deepvrm-d2", "--base-model", "Qwen/Qwen2.5-VL-7B-Instruct"]) == 0  # fmt: skip
@@ -127,15 +130,8 @@ def exports(tiny_model_dir, tmp_path_factory):
 # Runs in a fresh interpreter: deepvrm blocked, everything through trust_remote_code.
 ISOLATED = textwrap.dedent(
     r"""
-    import importlib.abc, json, sys
+    import json, sys
 
-    class BlockDeepVRM(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "deepvrm" or name.startswith("deepvrm."):
-                raise ModuleNotFoundError(f"No module named {name!r} (blocked for this test)", name=name)
-            return None
-
-    sys.meta_path.insert(0, BlockDeepVRM())
     try:
         import deepvrm  # noqa: F401
         raise SystemExit("deepvrm is importable: the test would prove nothing")
@@ -194,25 +190,22 @@ ISOLATED = textwrap.dedent(
 )
 
 
-def run_isolated(args: list[str], cwd: Path, timeout: float = 300) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env.update(HF_MODULES_CACHE=str(cwd / "hf-modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="2", TRANSFORMERS_VERBOSITY="error")
-    result = subprocess.run([sys.executable, "-I", "-c", ISOLATED, *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def run_isolated(args: list[str]) -> dict:
+    result = run_without_deepvrm(ISOLATED, *args, env={"OMP_NUM_THREADS": "2"})
     assert result.returncode == 0, result.stderr[-4000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     return json.loads(line[len("RESULT ") :])
 
 
-def test_dry_run_export_loads_without_deepvrm_and_matches_the_package(exports, tiny_model_dir, tmp_path):
+@pytest.mark.slow
+def test_exports_load_without_deepvrm_and_match_the_package(exports, tiny_model_dir, tmp_path):
     image_path = tmp_path / "image.png"
     random_image(100, 130, seed=7).save(image_path)
     image = random_image(100, 130, seed=7)
-    child = run_isolated(
-        [str(exports["full"]), str(exports["sharded"]), str(exports["adapter"]), str(tiny_model_dir), str(image_path),
-         str(exports["official"])],
-        cwd=tmp_path,
-    )
+    child = run_isolated([str(exports["full"]), str(exports["sharded"]), str(exports["adapter"]), str(tiny_model_dir),
+                          str(image_path), str(exports["official"])])  # fmt: skip
     assert child["deepvrm_modules"] == []
     assert child["config"][0] == "DeepVRMConfig" and child["config"][1].startswith("transformers_modules.")
     assert child["classes"][0] == "DeepVRMForImageClassification" and child["classes"][1].startswith("transformers_modules.")
@@ -228,8 +221,7 @@ def test_dry_run_export_loads_without_deepvrm_and_matches_the_package(exports, t
         expected = classifier(**processor.image_processor(images=[image], return_tensors="pt")).logits.softmax(-1)[0]
         expected_chat = chat(**inputs).logits[:, -1, chat.config.answer_token_ids].softmax(-1)[0]
         expected_generated = chat.generate(**inputs, max_new_tokens=2, do_sample=False)[0, inputs["input_ids"].shape[1]:]
-        peft_model = exports["peft_model"]
-        expected_adapter = peft_model(**inputs).logits[:, -1, chat.config.answer_token_ids].softmax(-1)[0]
+        expected_adapter = exports["peft_model"](**inputs).logits[:, -1, chat.config.answer_token_ids].softmax(-1)[0]
     labels = [classifier.config.id2label[i] for i in range(2)]
     torch.testing.assert_close(torch.tensor(child["classifier"]), expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(torch.tensor([child["pipeline"][label] for label in labels]), expected, atol=1e-5, rtol=0)
@@ -244,33 +236,53 @@ def test_dry_run_export_loads_without_deepvrm_and_matches_the_package(exports, t
     torch.testing.assert_close(torch.tensor(child["official"]), expected_official, atol=1e-5, rtol=0)
 
 
+def test_export_code_files_are_the_package_model_files(exports):
+    """What a Hub user runs is what this package runs: every .py of an export is a byte-identical copy of
+    a file in the package's modeling_deepvrm/ folder, whatever .py files the model folder itself holds."""
+    assert b"stale copy" in (exports["model"] / "modeling_deepvrm.py").read_bytes()
+    assert {"configuration_deepvrm.py", "modeling_deepvrm.py", "processing_deepvrm.py"} <= CODE_FILES
+    for kind in ("full", "sharded", "adapter", "official"):
+        exported = {p.name: p.read_bytes() for p in exports[kind].glob("*.py")}
+        assert set(exported) == CODE_FILES, kind
+        for name, data in exported.items():
+            assert data == (PACKAGE_CODE / name).read_bytes(), f"{kind}/{name} differs from the package's"
+
+
+def test_clean_process_check_fails_when_the_code_needs_deepvrm(exports, tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for path in exports["full"].iterdir():
+        if path.suffix != ".safetensors":
+            (folder / path.name).write_bytes(path.read_bytes())
+    with (folder / "injection.py").open("a") as handle:
+        handle.write("\nimport deepvrm.inference  # a package import that a Hub user cannot satisfy\n")
+    with pytest.raises(CleanProcessError, match="deepvrm"):
+        check_in_clean_process(folder)
+
+
 def test_full_export_contents(exports):
     full = exports["full"]
     names = {p.name for p in full.iterdir()}
-    assert names == {"config.json", "generation_config.json", "model.safetensors", "README.md"} | REMOTE_FILES | PROCESSOR_FILES
+    assert names == {"config.json", "generation_config.json", "model.safetensors", "README.md"} | CODE_FILES | PROCESSOR_FILES
     assert not list(full.parent.glob(".*partial*")), "staging folder left behind"
     config = json.loads((full / "config.json").read_text())
-    assert config["auto_map"] == AUTO_MAP_MODEL and config["model_type"] == "deepvrm"
+    assert config["auto_map"] == AUTO_MAP and config["model_type"] == "deepvrm"
     processor_config = json.loads((full / "processor_config.json").read_text())
     assert processor_config["auto_map"]["AutoProcessor"] == "processing_deepvrm.DeepVRMProcessor"
     assert processor_config["image_processor"]["auto_map"]["AutoImageProcessor"] == "processing_deepvrm.DeepVRMImageProcessor"
     # weights are copied byte for byte
     assert (full / "model.safetensors").read_bytes() == (exports["model"] / "model.safetensors").read_bytes()
-    for name in REMOTE_FILES:
-        text = (full / name).read_text()
-        assert "deepvrm." not in "".join(l for l in text.splitlines() if l.lstrip().startswith(("import", "from")))
     # metrics.json beside the model is not uploaded as a file, its results go into the card
     assert "metrics.json" not in names
 
 
-def test_model_card_metadata_and_sections(exports):
+def test_model_card_states_only_what_the_model_records(exports):
     meta = _card_metadata(exports["full"] / "README.md")
     assert meta["pipeline_tag"] == "image-classification" and meta["library_name"] == "transformers"
     assert meta["license"] == "apache-2.0" and meta["base_model"] == "Qwen/Qwen2.5-VL-7B-Instruct"
     assert meta["datasets"] == ["test-org/deepvrm-d2"] and "deepvrm" in meta["tags"]
-    results = meta["model-index"][0]["results"]
     by_dataset = {}
-    for result in results:
+    for result in meta["model-index"][0]["results"]:
         dataset = result["dataset"]
         key = dataset["name"] + ("/" + dataset["config"] if "config" in dataset else "")
         by_dataset[key] = {m["type"]: m["value"] for m in result["metrics"]}
@@ -281,14 +293,22 @@ def test_model_card_metadata_and_sections(exports):
     assert by_dataset["fake-only"] == {"accuracy": 0.9, "fake_accuracy": 0.9}  # nulls left out
     assert not any("perturbations" in key for key in by_dataset)
     text = (exports["full"] / "README.md").read_text()
-    for heading in ("## Usage", "## Evaluation", "## Intended use", "## Limitations", "## Training"):
+    for heading in ("## Model", "## Usage", "## Evaluation", "## Training"):
         assert heading in text
     assert 'pipeline("image-classification", model="test-org/tiny-deepvrm", trust_remote_code=True)' in text
     assert "AutoModelForImageTextToText" in text and "detection_inputs" in text
-    assert "GenImage [jpeg:75]" in text and "recompression" in text and "unseen" in text.lower()
+    assert "| GenImage | 500 | 500 | 0.9742 |" in text and "| GenImage [jpeg:75] |" in text
+    assert "Residual injection before decoder layer 2" in text  # from the config
+    # nothing the model was not measured on: no intended-use or limitation claims, no made-up scores
+    assert "Intended use" not in text and "Limitations" not in text and "0.97}" not in text
+    assert "No training record" in text  # and it says that it has none
     # the sharded export had no --repo-id: a placeholder, no model-index name needed, still valid YAML
     sharded_meta = _card_metadata(exports["sharded"] / "README.md")
     assert sharded_meta["model-index"][0]["name"] == "deepvrm" and "base_model" not in sharded_meta
+    # no metrics beside the official-layout folder: no model-index, and the card says so
+    official_text = (exports["official"] / "README.md").read_text()
+    assert "model-index" not in _card_metadata(exports["official"] / "README.md")
+    assert "No evaluation results were recorded" in official_text
 
 
 def test_official_layout_export_keeps_the_weights_and_completes_the_config(exports):
@@ -296,7 +316,7 @@ def test_official_layout_export_keeps_the_weights_and_completes_the_config(expor
     assert (official / "model.safetensors").read_bytes() == (exports["official_dir"] / "model.safetensors").read_bytes()
     config = json.loads((official / "config.json").read_text())
     assert config["model_type"] == "deepvrm" and config["injection_layer"] == 16 and config["fusion"] == "mean"
-    assert config["auto_map"] == AUTO_MAP_MODEL
+    assert config["auto_map"] == AUTO_MAP and config["architectures"] == ["DeepVRMForConditionalGeneration"]
     assert config["answer_token_ids"] and config["prompt_prefix_ids"]  # from the shipped tokenizer
     assert json.loads((official / "processor_config.json").read_text())["processor_class"] == "DeepVRMProcessor"
 
@@ -304,24 +324,25 @@ def test_official_layout_export_keeps_the_weights_and_completes_the_config(expor
 def test_resharded_export_has_an_index_and_the_same_tensors(exports):
     sharded = exports["sharded"]
     shards = sorted(sharded.glob("model-*-of-*.safetensors"))
-    assert len(shards) >= 2 and all(p.stat().st_size <= 600_000 for p in shards)
+    assert len(shards) >= 2 and not (sharded / "model.safetensors").exists()
     index = json.loads((sharded / "model.safetensors.index.json").read_text())
     assert set(index["weight_map"].values()) == {p.name for p in shards}
+    for shard in shards:  # tensor data within the limit (the header comes on top, as in transformers' sharding)
+        header = int.from_bytes(shard.read_bytes()[:8], "little")
+        assert shard.stat().st_size - 8 - header <= 600_000
     with safe_open(str(exports["model"] / "model.safetensors"), "pt") as original:
         keys = set(original.keys())
         assert set(index["weight_map"]) == keys
         for key in sorted(keys)[:: max(1, len(keys) // 10)]:
             with safe_open(str(sharded / index["weight_map"][key]), "pt") as shard:
                 assert torch.equal(shard.get_tensor(key), original.get_tensor(key))
-    assert not (sharded / "model.safetensors").exists()
 
 
 def test_adapter_only_export_contents(exports):
     adapter = exports["adapter"]
     names = {p.name for p in adapter.iterdir()}
     assert names == {"adapter_config.json", "adapter_model.safetensors", "deepvrm_training.json", "config.json",
-                     "README.md"} | REMOTE_FILES | PROCESSOR_FILES  # fmt: skip
-    assert not any(name.startswith("model") and ".safetensors" in name for name in names)
+                     "README.md"} | CODE_FILES | PROCESSOR_FILES  # fmt: skip
     assert (adapter / "adapter_model.safetensors").read_bytes() == (exports["adapter_run"] / "adapter_model.safetensors").read_bytes()
     adapter_config = json.loads((adapter / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == "test-org/tiny-base"
@@ -347,15 +368,16 @@ def test_adapter_folder_written_like_deepvrm_train(exports, tmp_path):
     (run / "trainer_state.json").write_text(json.dumps({"global_step": 12, "epoch": 2.0, "train_batch_size": 4,
                                                         "log_history": [{"loss": 0.9}, {"loss": 0.41}]}))  # fmt: skip
     with pytest.raises(ExportError, match="--base-model"):
-        plan_export(run, adapter_only=True)
+        export_model(run, tmp_path / "refused", adapter_only=True)
+    assert not (tmp_path / "refused").exists()
     out = tmp_path / "out"
-    plan = export_model(run, out, adapter_only=True, base_model="test-org/tiny-base", repo_id="test-org/lora")
+    export = export_model(run, out, adapter_only=True, base_model="test-org/tiny-base", repo_id="test-org/lora")
     names = {p.name for p in out.iterdir()}
     assert "config.json" not in names and {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= names
-    assert PROCESSOR_FILES <= names  # the run folder's processor
+    assert PROCESSOR_FILES | CODE_FILES <= names  # the run folder's processor; the model code all the same
     assert "README.md" in {p.name for p in run.iterdir()}  # PEFT's own card in the run folder is replaced by ours
-    assert "peft" in _card_metadata(out / "README.md")["library_name"]
-    assert plan.summary["parameters"] > 0
+    assert _card_metadata(out / "README.md")["library_name"] == "peft"
+    assert export.parameters > 0 and export.folder == out
     text = (out / "README.md").read_text()
     assert "injection_layer" in text and "test-org/tiny-base" in text
     assert "12 optimizer steps (2.00 epochs)" in text and "0.4100" in text
@@ -398,6 +420,10 @@ def test_export_refuses_bad_input_and_writes_nothing(exports, tmp_path):
     (model / "pytorch_model.bin").write_bytes(b"not really a pickle")
     with pytest.raises(ExportError, match="safetensors only"):
         export_model(model, out)
+    # an unreadable shard size
+    with pytest.raises(ExportError, match="5 gigs"):
+        export_model(exports["model"], tmp_path / "x", max_shard_size="5 gigs")
+    assert not (tmp_path / "x").exists()
     # an existing non-empty output folder is not overwritten
     out.mkdir()
     (out / "keep.txt").write_text("mine")
@@ -408,39 +434,3 @@ def test_export_refuses_bad_input_and_writes_nothing(exports, tmp_path):
     # the CLI says so, with exit status 1
     assert push_main([str(model), "--dry-run", str(tmp_path / "cli-out"), "--no-verify"]) == 1
     assert not (tmp_path / "cli-out").exists()
-
-
-def test_remote_code_is_generated_from_the_package_and_self_contained():
-    remote = generate_remote_code()
-    assert set(remote.files) == REMOTE_FILES
-    check_remote_files(remote.files)  # compiles; imports only torch/transformers/huggingface_hub/stdlib/siblings
-    sources = {s for files in remote.sources.values() for s in files}
-    for expected in ("configuration/configuration_deepvrm.py", "modeling_deepvrm/modeling.py",
-                     "modeling_deepvrm/injection.py", "modeling_deepvrm/loading.py", "modeling_deepvrm/processing.py"):  # fmt: skip
-        assert expected in sources
-    modeling = remote.files["modeling_deepvrm.py"]
-    # every class of the package's model and injection modules is there, from the same source text
-    import deepvrm.injection
-    import deepvrm.modeling_deepvrm
-
-    for module in (deepvrm.modeling_deepvrm, deepvrm.injection):
-        for name, obj in vars(module).items():
-            if isinstance(obj, type) and obj.__module__ == module.__name__:
-                assert f"class {name}(" in modeling, name
-    assert "register_weight_renaming()" in modeling.splitlines()[-5:] or "\nregister_weight_renaming()\n" in modeling
-    assert "source sha256 " in modeling
-    assert generate_remote_code().files == remote.files  # deterministic
-
-
-def test_remote_code_check_rejects_what_could_not_load():
-    good = generate_remote_code().files
-    for bad_line, reason in (("import deepvrm\n", "deepvrm"), ("import numpy\n", "numpy"),
-                             ("from .presets import PRESETS\n", "presets")):  # fmt: skip
-        files = dict(good)
-        files["modeling_deepvrm.py"] += "\n" + bad_line
-        with pytest.raises(RemoteCodeError, match=reason):
-            check_remote_files(files)
-    files = dict(good)
-    files["processing_deepvrm.py"] += '\nDOC = """\nfrom .helpers import x\n"""\n'  # transformers' regex would fetch it
-    with pytest.raises(RemoteCodeError, match="helpers"):
-        check_remote_files(files)

@@ -5,7 +5,8 @@ validation, the LFS batch API (with PUT uploads checked against their sha256), a
 endpoint, which applies a commit atomically. It stores what it receives, so the tests compare the
 uploaded bytes with a `--dry-run` export of the same folder. Failures are injected per endpoint.
 Nothing in huggingface_hub is mocked: HF_ENDPOINT points at the server, HF_HUB_DISABLE_XET makes the
-client use the LFS path the server implements, HF_TOKEN is a dummy.
+client use the LFS path the server implements, HF_TOKEN is a dummy. The tests set offline mode off
+themselves, so they pass with HF_HUB_OFFLINE=1 in the environment (the server is local).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 import yaml
+
+import deepvrm
 
 from deepvrm.hub_upload import HubUploadError, export_model, push, push_model
 from deepvrm.hub_upload.cli import main as push_main
@@ -61,6 +64,9 @@ class FakeHub:
 
             def do_PUT(self):
                 hub._dispatch(self, "PUT")
+
+            def do_HEAD(self):
+                hub._dispatch(self, "HEAD")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -132,6 +138,7 @@ class FakeHub:
         ("PUT", r"/lfs-upload/(?P<oid>[0-9a-f]{64})", "lfs_put"),
         ("POST", r"/lfs-verify", "lfs_verify"),
         ("GET", r"/api/agent-harnesses", "agent_harnesses"),  # huggingface_hub's best-effort telemetry
+        ("HEAD", r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)", "resolve"),  # file downloads
     ]
 
     def _dispatch(self, handler, method: str):
@@ -243,6 +250,16 @@ class FakeHub:
                    for o in json.loads(body)["objects"]]
         self._send(handler, 200, {"transfer": "basic", "objects": objects}, {"Content-Type": "application/vnd.git-lfs+json"})
 
+    def _resolve(self, handler, repo, rev, path, **_):
+        # Only what transformers' push_to_hub asks (does the repo have a README.md yet?): a missing file.
+        # A HEAD answer carries no body; the error code goes in the headers, as the Hub sends it.
+        handler.send_response(404)
+        for key, value in {"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found",
+                           "Content-Length": "0", "Connection": "close"}.items():  # fmt: skip
+            handler.send_header(key, value)
+        handler.close_connection = True
+        handler.end_headers()
+
     def _agent_harnesses(self, handler, **_):
         self._error(handler, 404, "not served here")  # nothing to cache; the client shrugs it off
 
@@ -293,10 +310,14 @@ def hub(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    # huggingface_hub reads HF_HUB_DISABLE_XET at import; set the constant it consults at call time
+    # huggingface_hub reads HF_HUB_DISABLE_XET and HF_HUB_OFFLINE at import; set the constants it consults
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     # ... and ENDPOINT, which its helpers (e.g. the agent-harness lookup) use: never contact another host
     monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
@@ -324,25 +345,30 @@ def model_dir(tiny_model_dir, tmp_path_factory):
     return folder
 
 
-def test_cli_push_uploads_exactly_the_dry_run_export(model_dir, tmp_path):
+def test_cli_push_uploads_exactly_the_dry_run_export(model_dir, tmp_path, monkeypatch):
     """The real command in a subprocess (env vars read at import, as for a user): every exported file
     arrives byte-identical, weights through LFS, in one commit to a newly created private repo."""
+    import huggingface_hub.constants as constants
+
+    # transformers writes the offline setting it loaded the tokenizer with (local_files_only) into
+    # tokenizer_config.json: the dry run must see the same setting as the push
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     dry = tmp_path / "dry"
     assert push_main([str(model_dir), "--dry-run", str(dry), "--repo-id", "test-org/tiny-deepvrm", "--no-verify"]) == 0
     server = FakeHub()
     try:
         env = dict(os.environ, HF_ENDPOINT=server.url, HF_TOKEN=TOKEN, HF_HUB_DISABLE_XET="1",
                    NO_PROXY="127.0.0.1,localhost", HF_HUB_DISABLE_PROGRESS_BARS="1", TMPDIR=str(tmp_path),
-                   HF_HOME=str(tmp_path / "hf-home"))  # fmt: skip
+                   HF_HOME=str(tmp_path / "hf-home"), HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0")  # fmt: skip
         result = subprocess.run(
             [sys.executable, "-m", "deepvrm.cli", "push", str(model_dir), "--repo-id", "test-org/tiny-deepvrm",
              "--private", "--commit-message", "First Deep-VRM", "--no-verify"],  # fmt: skip
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
         )
         assert result.returncode == 0, result.stderr[-3000:]
-        assert "Uploaded 11 files" in result.stdout and "test-org/tiny-deepvrm@main" in result.stdout
         uploaded = server.files("test-org/tiny-deepvrm")
         exported = {p.name: p.read_bytes() for p in dry.iterdir()}
+        assert f"Uploaded {len(exported)} files" in result.stdout and "test-org/tiny-deepvrm@main" in result.stdout
         assert set(uploaded) == set(exported)
         for name, data in exported.items():
             assert uploaded[name] == data, f"{name} differs"
@@ -360,24 +386,32 @@ def test_cli_push_uploads_exactly_the_dry_run_export(model_dir, tmp_path):
         server.close()
 
 
-def test_push_again_to_a_branch_replaces_stale_files(hub, model_dir, tmp_path):
+def test_push_again_to_a_branch_replaces_stale_files_in_the_same_commit(hub, model_dir, tmp_path):
     before = _snapshot(model_dir)
     first = push(model_dir, "test-user/tiny", revision="dev", max_shard_size="600KB", verify=False, log=None)
     assert first.revision == "dev" and len([f for f in first.files if f.endswith(".safetensors")]) >= 2
     assert hub.files("test-user/tiny", "main") == {}  # only the branch got the files
+    # what an older export or the user left there: old weights and code go, the user's own files stay
+    branch = hub.repos["test-user/tiny"]["branches"]["dev"]
+    branch.update({"pytorch_model.bin": b"old pickle", "remote_helpers.py": b"old", "modeling_deepvrm.py": b"old",
+                   "notes.md": b"mine", "images/roc.png": b"png"})  # fmt: skip
     second = push(model_dir, "test-user/tiny", revision="dev", verify=False, log=None)
-    assert sorted(second.deleted) == sorted(f for f in first.files if "-of-" in f or f.endswith(".index.json"))
+    stale_shards = [f for f in first.files if "-of-" in f or f.endswith(".index.json")]
+    assert sorted(second.deleted) == sorted(stale_shards + ["pytorch_model.bin"])
     dry = tmp_path / "dry"
     export_model(model_dir, dry, repo_id="test-user/tiny")
-    assert hub.files("test-user/tiny", "dev") == {p.name: p.read_bytes() for p in dry.iterdir()}
+    expected = {p.name: p.read_bytes() for p in dry.iterdir()}
+    expected.update({"notes.md": b"mine", "images/roc.png": b"png", "remote_helpers.py": b"old"})
+    assert hub.files("test-user/tiny", "dev") == expected
+    assert [c["branch"] for c in hub.repos["test-user/tiny"]["commits"]] == ["dev", "dev"]  # one commit per push
     assert _snapshot(model_dir) == before  # the model folder is never written to
-    assert list(hub.scratch.iterdir()) == []  # re-sharded weights were removed
+    assert list(hub.scratch.iterdir()) == []  # the export and re-sharded weights were removed
 
 
-def test_push_with_verification_checks_the_remote_code_first(hub, model_dir):
+def test_push_with_verification_loads_the_export_without_deepvrm_first(hub, model_dir):
     lines = []
     result = push(model_dir, "test-user/verified", verify=True, log=lines.append)
-    assert any(line.startswith("Remote code loads without deepvrm: DeepVRMConfig") for line in lines)
+    assert any(line.startswith("The export loads without deepvrm: DeepVRMConfig") for line in lines)
     assert "modeling_deepvrm.py" in hub.files("test-user/verified") and result.commit_oid
 
 
@@ -391,6 +425,16 @@ def test_missing_token_is_a_clear_error_and_contacts_nothing(hub, model_dir, mon
     assert push_main([str(model_dir), "--repo-id", "test-user/x", "--no-verify"]) == 1
     message = capsys.readouterr().err
     assert "No Hugging Face token" in message and "HF_TOKEN" in message and "hf auth login" in message
+    assert hub.requests == []
+
+
+def test_offline_mode_is_a_clear_error_and_contacts_nothing(hub, model_dir, monkeypatch, capsys):
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert push_main([str(model_dir), "--repo-id", "test-user/x", "--no-verify"]) == 1
+    message = capsys.readouterr().err
+    assert "HF_HUB_OFFLINE is set" in message and "Nothing was uploaded" in message
     assert hub.requests == []
 
 
@@ -445,7 +489,8 @@ def test_push_model_from_python_and_adapter_only(hub, model_dir, tmp_path):
     files = hub.files("test-user/from-python")
     assert "- my-run" in files["README.md"].decode() and hub.repos["test-user/from-python"]["commits"][0]["summary"] == "from Python"
     assert {"config.json", "model.safetensors", "modeling_deepvrm.py", "processor_config.json", "README.md"} <= set(files)
-    assert json.loads(files["config.json"])["auto_map"]["AutoProcessor"] == "processing_deepvrm.DeepVRMProcessor"
+    assert json.loads(files["processor_config.json"])["auto_map"]["AutoProcessor"] == "processing_deepvrm.DeepVRMProcessor"
+    assert files["modeling_deepvrm.py"] == (Path(deepvrm.__file__).parent / "modeling_deepvrm.py").read_bytes()
 
     run = tmp_path / "run"
     make_adapter_folder(model_dir, run)
@@ -457,12 +502,18 @@ def test_push_model_from_python_and_adapter_only(hub, model_dir, tmp_path):
     assert result.total_size < 200_000
 
 
-def test_model_push_to_hub_goes_through_the_export(hub, model_dir):
-    from deepvrm import DeepVRMForImageClassification, DeepVRMProcessor
+def test_model_push_to_hub_is_transformers_own_and_ships_the_model_code(hub, model_dir):
+    """`model.push_to_hub` is transformers' own (no card, no weight check): it still uploads the model
+    code, verbatim copies of the package's files, because the classes are registered for auto classes."""
+    from deepvrm import DeepVRMForImageClassification
 
     model = DeepVRMForImageClassification.from_pretrained(model_dir)
-    model.push_to_hub("test-user/via-method", processor=DeepVRMProcessor.from_pretrained(model_dir), verify=False, log=None)
+    model.push_to_hub("test-user/via-method")
     files = hub.files("test-user/via-method")
-    # Remote code and card arrive, which transformers' own push_to_hub would not write.
-    assert {"modeling_deepvrm.py", "configuration_deepvrm.py", "processing_deepvrm.py", "README.md"} <= set(files)
-    assert not re.search(rb"^\s*(from|import)\s+deepvrm", files["modeling_deepvrm.py"], re.MULTILINE)
+    package = Path(deepvrm.__file__).parent
+    code = {name: data for name, data in files.items() if name.endswith(".py")}
+    assert {"configuration_deepvrm.py", "modeling_deepvrm.py", "processing_deepvrm.py"} <= set(code)
+    assert all(data == (package / name).read_bytes() for name, data in code.items())
+    assert json.loads(files["config.json"])["auto_map"]["AutoModelForImageClassification"] == (
+        "modeling_deepvrm.DeepVRMForImageClassification"
+    )
