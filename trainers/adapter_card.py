@@ -12,14 +12,9 @@ Publishing an adapter (`deepvrm push --adapter-only`) writes a Hub card of its o
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def _is_hub_id(name) -> bool:
-    return isinstance(name, str) and bool(_HUB_ID.match(name)) and not Path(name).expanduser().exists()
+from deepvrm.inference.sources import is_hub_id
 
 
 def _peft_snippet(info: dict, base_kind: str, adapter: str) -> str | None:
@@ -57,7 +52,7 @@ def render_adapter_card(folder: str | os.PathLike, info: dict, base_kind: str) -
     recipe = info.get("recipe") or {}
     stage = info["stage"]
     metadata = ["library_name: peft"]
-    if _is_hub_id(base):
+    if is_hub_id(base):
         metadata.append(f"base_model: {base}")
     metadata.append("tags:\n- deepvrm\n- lora\n- ai-generated-image-detection")
 
