@@ -239,6 +239,10 @@ def test_without_model_the_demo_model_is_announced_once_as_no_real_detector(tmp_
     # Given a model, nothing is said about the demo model.
     code, _, err = run([image, "--model", DEFAULT_MODEL, "--no-progress"], capsys)
     assert code == 0 and "demo model" not in err
+    # From Python: Detector.from_pretrained() without a model says the same, once.
+    detector = Detector.from_pretrained(device="cpu")
+    err = capsys.readouterr().err
+    assert err.count("not a real-world detector") == 1 and detector.score_images([noise(16, 16)]).shape == (1,)
 
 
 def test_a_mistyped_folder_is_reported_as_missing_not_as_a_network_failure(tmp_path, tiny_model_dir, capsys, monkeypatch):
