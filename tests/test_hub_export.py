@@ -248,6 +248,7 @@ def test_export_code_files_are_the_package_model_files(exports):
             assert data == (PACKAGE_CODE / name).read_bytes(), f"{kind}/{name} differs from the package's"
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_clean_process_check_fails_when_the_code_needs_deepvrm(exports, tmp_path):
     folder = tmp_path / "export"
     folder.mkdir()

@@ -345,6 +345,7 @@ def model_dir(tiny_model_dir, tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_cli_push_uploads_exactly_the_dry_run_export(model_dir, tmp_path, monkeypatch):
     """The real command in a subprocess (env vars read at import, as for a user): every exported file
     arrives byte-identical, weights through LFS, in one commit to a newly created private repo."""
@@ -408,6 +409,7 @@ def test_push_again_to_a_branch_replaces_stale_files_in_the_same_commit(hub, mod
     assert list(hub.scratch.iterdir()) == []  # the export and re-sharded weights were removed
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_push_with_verification_loads_the_export_without_deepvrm_first(hub, model_dir):
     lines = []
     result = push(model_dir, "test-user/verified", verify=True, log=lines.append)
