@@ -88,7 +88,6 @@ def trained(tmp_path_factory):
     return {"before": before, "after": after, "labels": np.array(eval_labels), "folder": folder}
 
 
-@pytest.mark.slow
 def test_attribution_moves_to_the_artifact_path_when_only_the_low_level_encoder_is_trained(trained):
     before, after, labels = trained["before"], trained["after"], trained["labels"]
     fakes, reals = labels == 1, labels == 0
@@ -117,7 +116,6 @@ def test_attribution_moves_to_the_artifact_path_when_only_the_low_level_encoder_
     assert np.mean([r["decided_by"] == "artifact" for r in caught]) >= 0.8
 
 
-@pytest.mark.slow
 def test_attribute_command_reports_per_generator_and_renders_token_maps(trained, tmp_path, capsys):
     data = tmp_path / "bench"
     synthetic.write_dataset(data / "checker", per_class=6, seed=5)

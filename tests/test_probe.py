@@ -81,7 +81,6 @@ def planted(tmp_path_factory):
     return root / "model", artifact, striped, root
 
 
-@pytest.mark.slow
 def test_probe_finds_the_planted_signal_at_its_depth_and_not_before(planted, capsys):
     model_dir, artifact, striped, root = planted
     report_dir = root / "report"

@@ -121,7 +121,6 @@ class _CountSteps(TrainerCallback):
         self.steps.append(state.global_step)
 
 
-@pytest.mark.slow
 def test_resume_ends_where_an_uninterrupted_run_ends(tiny_model_dir, image_folder, tmp_path):
     """Gated fusion, so that the checkpoint must hold the trained gate as well as the LoRA weights."""
     def run(output_dir, callbacks=None):
