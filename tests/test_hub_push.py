@@ -318,6 +318,10 @@ def hub(monkeypatch, tmp_path):
     # ... and ENDPOINT, which its helpers (e.g. the agent-harness lookup) use: never contact another host
     monkeypatch.setattr(constants, "ENDPOINT", server.url)
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    # transformers keeps one HfApi, made with the endpoint in force when a test first used it: start a new one here
+    import transformers.utils.hub
+
+    monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
