@@ -44,6 +44,11 @@ class DataArguments:
     eval_data: list[str] = field(default_factory=list, metadata={"help": "Evaluation sets, each evaluated (and reported) on its own."})
     image_column: str = field(default="image", metadata={"help": "Image column of `datasets` folders."})
     label_column: str = field(default="label", metadata={"help": "Label column of `datasets` folders."})
+    image_root: str | None = field(
+        default=None,
+        metadata={"help": "Folder that relative image paths of JSON/CSV data are also looked up in (after the data file's "
+                  "folder and the working directory)."},
+    )
     eval_by_subset: bool = field(default=True, metadata={"help": "Report nested generator folders (DIR/<generator>/{real,fake}) separately."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training samples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N samples of each evaluation set."})
@@ -135,7 +140,7 @@ def build_datasets(data_args: DataArguments, objective: str):
 
     train = None
     if data_args.train_data:
-        parts = [load_dataset_source(s, data_args.image_column, data_args.label_column) for s in data_args.train_data]
+        parts = [load_dataset_source(s, data_args.image_column, data_args.label_column, image_root=data_args.image_root) for s in data_args.train_data]
         train = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
         if data_args.max_train_samples is not None:
             train = train.select(range(min(data_args.max_train_samples, len(train))))
@@ -143,7 +148,7 @@ def build_datasets(data_args: DataArguments, objective: str):
     evals: dict = {}
     taken: set[str] = set()
     for source in data_args.eval_data:
-        dataset = load_dataset_source(source, data_args.image_column, data_args.label_column)
+        dataset = load_dataset_source(source, data_args.image_column, data_args.label_column, image_root=data_args.image_root)
         labelled = dataset.filter(lambda label: label is not None, input_columns="label")
         if len(labelled) < len(dataset):
             logger.warning("%s: %d of %d samples have no label and are not evaluated.", source, len(dataset) - len(labelled), len(dataset))
