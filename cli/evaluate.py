@@ -1,11 +1,16 @@
 """`deepvrm evaluate`: accuracy, AP and ROC-AUC of a model on labelled data.
 
     deepvrm evaluate DATA... [--model ID_OR_DIR] [--output metrics.json] [--report DIR]
-                     [--perturb jpeg:95,75,50 resize:0.5 blur:1.0] [--scores FILE.jsonl]
+                     [--perturb jpeg:95,75,50 resize:0.5 blur:1.0] [--scores FILE.jsonl] [--image-root DIR]
+    deepvrm evaluate --benchmark {genimage,cnnspot,synthbuster,drct2m} ROOT [--split S] [--real DIR] ...
 
-DATA: the official evaluation JSON/JSONL format (labels from the assistant turn or a `label`
-field) or image folders (`DIR/real`, `DIR/fake`, `0_real`/`1_fake`, `nature`/`ai`, nested
-`DIR/<generator>/{real,fake}`), read by `deepvrm.trainers.data.read_samples`.
+DATA: the official JSON/JSONL format (labels from a `label` or `channel` field or the assistant
+turn; relative image paths found in the file's folder, the working directory or --image-root),
+`filename,label` CSV lists or image folders (`DIR/real`, `DIR/fake`, `0_real`/`1_fake`,
+`nature`/`ai`, nested `DIR/<generator>/{real,fake}`), read by `deepvrm.trainers.data.read_samples`.
+`--benchmark NAME ROOT`: a standard benchmark as it lies on disk (`deepvrm.trainers.benchmarks`),
+one row per generator, `"<benchmark>/<generator>"`, and `"<benchmark>/mean"`, the mean over the
+generators that papers report; reals shared by generators are scored once.
 
 `--output` writes `{"<dataset>": {accuracy, real_accuracy, fake_accuracy, average_precision,
 roc_auc, n_real, n_fake, n_failed}, "<dataset>/<generator>": {...}, ...}`; with `--perturb` the
@@ -30,6 +35,7 @@ from pathlib import Path
 from deepvrm.cli.detect import _display, progress_bar
 from deepvrm.cli.options import UsageError, add_model_arguments, add_scoring_arguments, check_model_arguments, load_detector
 from deepvrm.cli.tables import markdown_table, text_table
+from deepvrm.trainers.benchmarks import BENCHMARKS, MEAN
 
 TABLE_COLUMNS = (
     ("n_real", "real"), ("n_fake", "fake"), ("accuracy", "acc"), ("real_accuracy", "real_acc"),
@@ -234,7 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Accuracy, AP and ROC-AUC of a Deep-VRM model on labelled data.",
         epilog="Exit status: 0 every image scored, 1 some images could not be scored (left out of the metrics), 2 usage error.",
     )
-    parser.add_argument("data", nargs="*", metavar="DATA", help="evaluation JSON/JSONL files or image folders (real/fake sub-folders)")
+    parser.add_argument("data", nargs="*", metavar="DATA", help="evaluation JSON/JSONL/CSV files or image folders (real/fake sub-folders)")
+    parser.add_argument("--benchmark", nargs=2, metavar=("NAME", "ROOT"),
+                        help=f"a benchmark as it lies on disk: {', '.join(BENCHMARKS)} (one row per generator, then the mean)")  # fmt: skip
+    parser.add_argument("--split", help="the benchmark's split: genimage train or val (default val), drct2m train2017 or val2017 (default val2017)")
+    parser.add_argument("--real", metavar="DIR", help="real images shared by the benchmark's generators (synthbuster: RAISE-1k; drct2m: "
+                        "instead of ROOT/MSCOCO/<split>; cnnspot: for generators without reals)")  # fmt: skip
+    parser.add_argument("--image-root", metavar="DIR", help="also look up relative image paths of JSON/CSV DATA here (after the file's folder and the working directory)")
     add_model_arguments(parser)
     add_scoring_arguments(parser)
     parser.add_argument("-o", "--output", help="write the metrics as JSON to this file")
@@ -245,14 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_datasets(paths: list[str]) -> list[tuple[str, list]]:
-    """(unique dataset name, samples) per DATA argument and dataset inside it. Raises UsageError."""
+def read_datasets(paths: list[str], image_root: str | None = None, reserved: tuple[str, ...] = ()) -> list[tuple[str, list]]:
+    """(unique dataset name, samples) per DATA argument and dataset inside it, no name among
+    `reserved` (a benchmark's). Raises UsageError."""
     from deepvrm.trainers.data import read_samples
 
     datasets: dict[str, list] = {}
     for path in paths:
         try:
-            samples = read_samples(path)
+            samples = read_samples(path, image_root=image_root)
         except ValueError as error:
             raise UsageError(str(error)) from None
         by_name: dict[str, list] = {}
@@ -260,10 +273,67 @@ def read_datasets(paths: list[str]) -> list[tuple[str, list]]:
             by_name.setdefault(sample.dataset or Path(path).stem, []).append(sample)
         for name, members in by_name.items():
             unique, n = name, 2
-            while unique in datasets or unique == PERTURBATIONS_KEY:
+            while unique in datasets or unique == PERTURBATIONS_KEY or unique in reserved:
                 unique, n = f"{name}-{n}", n + 1
             datasets[unique] = members
     return list(datasets.items())
+
+
+def read_benchmark_argument(args):
+    """The `Benchmark` of --benchmark NAME ROOT (None without it); its notes go to stderr. Raises UsageError."""
+    from deepvrm.trainers.benchmarks import read_benchmark
+
+    if not args.benchmark:
+        if args.split or args.real:
+            raise UsageError("--split and --real go with --benchmark NAME ROOT")
+        return None
+    name, root = args.benchmark
+    if name.lower() not in BENCHMARKS:
+        raise UsageError(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
+    try:
+        benchmark = read_benchmark(name, root, split=args.split, real=args.real)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    for note in benchmark.notes:
+        print(f"deepvrm evaluate: {note}", file=sys.stderr)
+    return benchmark
+
+
+def with_mean_row(metrics: dict[str, dict], benchmark, scores: dict[str, float | None]) -> dict[str, dict]:
+    """The metrics with `"<benchmark>/mean"` right after the benchmark's generator rows."""
+    from deepvrm.trainers.benchmarks import mean_metrics
+
+    if benchmark is None:
+        return metrics
+    result, keys = {}, set(benchmark.groups())
+    for name, row in metrics.items():
+        result[name] = row
+        if name in keys:
+            keys.discard(name)
+            if not keys:
+                result[f"{benchmark.name}/{MEAN}"] = mean_metrics(metrics, benchmark, scores)
+    return result
+
+
+def print_tables(result: dict, benchmark) -> None:
+    """DATA's rows in one table; a benchmark's in the papers' layout, one table per condition:
+    the benchmark's name over its generators' rows, then the mean."""
+    rows = _table_rows(result)
+    if benchmark is None:
+        print(metrics_text_table(rows))
+        return
+    prefix = benchmark.name + "/"
+    others = [(name, m) for name, m in rows if not name.startswith(prefix) and not name.split(" [")[0].startswith(prefix)]
+    if others:
+        print(metrics_text_table(others))
+        print()
+    conditions = [(None, result)] + list(result.get(PERTURBATIONS_KEY, {}).items())
+    for index, (condition, metrics) in enumerate(conditions):
+        generators = [(name[len(prefix):], m) for name, m in metrics.items() if name.startswith(prefix)]
+        header = benchmark.name if condition is None else f"{benchmark.name} [{condition}]"
+        if index:
+            print()
+        print(metrics_text_table(generators, first_header=header))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,8 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     # `--perturb jpeg:95 DATA` puts DATA into --perturb's list: a word without ":" is DATA.
     args.data += [spec for spec in args.perturb if ":" not in spec]
     args.perturb = [spec for spec in args.perturb if ":" in spec]
-    if not args.data:
-        return fail("no DATA given (evaluation JSON/JSONL files or image folders)")
+    if not args.data and not args.benchmark:
+        return fail("no DATA given (evaluation JSON/JSONL/CSV files or image folders, or --benchmark NAME ROOT)")
     problem = check_model_arguments(args)
     if problem:
         return fail(problem)
@@ -292,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report and report_available():
         return fail(report_available())  # before hours of scoring, not after
     try:
-        datasets = read_datasets(args.data)
+        benchmark = read_benchmark_argument(args)
+        datasets = read_datasets(args.data, args.image_root, reserved=(benchmark.name,) if benchmark else ())
     except UsageError as error:
         return fail(str(error))
 
@@ -304,10 +375,12 @@ def main(argv: list[str] | None = None) -> int:
             labelled.append((name, keep))
     if n_unlabelled:
         print(f"deepvrm evaluate: {n_unlabelled} sample(s) without a label are left out.", file=sys.stderr)
-    if not labelled:
+    if not labelled and benchmark is None:
         return fail("no labelled samples in " + ", ".join(args.data) + " (need real/fake folders, a label field or an assistant answer)")
     groups = group_samples(labelled)
-    images = list(dict.fromkeys(s.image for _, samples in labelled for s in samples))
+    if benchmark is not None:
+        groups.update(benchmark.groups())
+    images = list(dict.fromkeys(s.image for samples in groups.values() for s in samples))  # shared reals once
 
     try:
         detector = load_detector(args)
@@ -321,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.scores).parent.mkdir(parents=True, exist_ok=True)
         scores_file = open(args.scores, "w", encoding="utf-8")
     by_image = {}
-    for _, samples in labelled:
+    for samples in groups.values():
         for sample in samples:
             by_image.setdefault(sample.image, sample)
     result: dict = {}
@@ -343,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                     scores_file.flush()
                 if bar is not None:
                     bar.update(1)
-            metrics = group_metrics(groups, scores, args.threshold)
+            metrics = with_mean_row(group_metrics(groups, scores, args.threshold), benchmark, scores)
             if name is None:
                 result.update(metrics)
                 clean_scores = scores
@@ -363,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(failures) > 20:
         print(f"deepvrm evaluate: ... and {len(failures) - 20} more images could not be scored.", file=sys.stderr)
     if not args.quiet:
-        print(metrics_text_table(_table_rows(result)))
+        print_tables(result, benchmark)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         with open(args.output, "w", encoding="utf-8") as file:
