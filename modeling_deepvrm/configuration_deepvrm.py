@@ -1,17 +1,29 @@
-"""`DeepVRMConfig`: a Qwen2.5-VL config plus the few fields that make it Deep-VRM.
+"""Deep-VRM configs: a backbone's own config plus the few fields that make it Deep-VRM.
 
-Deep-VRM keeps the Qwen2.5-VL architecture and adds a second vision tower whose image-token
-embeddings are fused into the hidden states at the input of decoder layer `injection_layer`.
-Subclassing `Qwen2_5_VLConfig` means every transformers helper that reads a Qwen2.5-VL config
-(`vision_config`, `text_config`, `image_token_id`, ...) works unchanged on ours.
+Deep-VRM keeps its backbone's architecture and adds a second vision tower whose image-token
+embeddings are fused into the hidden states at the input of decoder layer `injection_layer`. One
+config class per backbone, each subclassing that backbone's transformers config, so every helper
+that reads it (`vision_config`, `text_config`, `image_token_id`, ...) works unchanged on ours:
+
+    DeepVRMConfig          Qwen2_5_VLConfig   model_type "deepvrm"           (the paper; the official release)
+    DeepVRMQwen3VLConfig   Qwen3VLConfig      model_type "deepvrm_qwen3_vl"
+    DeepVRMQwen3_5Config   Qwen3_5Config      model_type "deepvrm_qwen3_5"
+
+The Deep-VRM fields, their validation and helpers are one dataclass mixin (`DeepVRMConfigMixin`)
+shared by all three. `from_pretrained` on any of them reads a folder of any backbone and returns that
+backbone's config (so `DeepVRMConfig.from_pretrained(path)` works for every Deep-VRM folder), and a
+plain checkpoint of a backbone (`qwen2_5_vl`, `qwen3_vl`, `qwen3_5`) reads as Deep-VRM with the
+official settings (injection layer 16, mean fusion) unless the caller chooses others.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
-from transformers import Qwen2_5_VLConfig
+from transformers import PretrainedConfig, Qwen2_5_VLConfig, Qwen3_5Config, Qwen3VLConfig
 
 DEFAULT_PROMPT = "Is this image real or fake? Please just answer 'real' or 'fake'."
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -22,15 +34,37 @@ FUSIONS = ("mean", "add", "gated")
 # What the official release hard-codes (nothing about it is written in its config.json).
 OFFICIAL_INJECTION_LAYER = 16
 OFFICIAL_FUSION = "mean"
-# Where `trust_remote_code` finds the classes in a saved folder: `save_pretrained` copies this file,
-# modeling_deepvrm.py and processing_deepvrm.py (and what they import) beside the weights. Every model
-# class is listed, not only the one that saved, so any Auto class loads any Deep-VRM folder. With
-# deepvrm installed the registered classes are used instead of the copies.
-AUTO_MAP = {
-    "AutoConfig": "configuration_deepvrm.DeepVRMConfig",
-    "AutoModel": "modeling_deepvrm.DeepVRMModel",
-    "AutoModelForImageClassification": "modeling_deepvrm.DeepVRMForImageClassification",
-    "AutoModelForImageTextToText": "modeling_deepvrm.DeepVRMForConditionalGeneration",
+# The backbones: the stock model_type of each, and the model_type of its Deep-VRM config.
+BACKBONES = ("qwen2_5_vl", "qwen3_vl", "qwen3_5")
+DEEPVRM_MODEL_TYPES = {"qwen2_5_vl": "deepvrm", "qwen3_vl": "deepvrm_qwen3_vl", "qwen3_5": "deepvrm_qwen3_5"}
+
+
+def backbone_of(model_type: str | None) -> str | None:
+    """The backbone a config's `model_type` belongs to (stock or Deep-VRM), or None."""
+    for backbone, deepvrm_type in DEEPVRM_MODEL_TYPES.items():
+        if model_type in (backbone, deepvrm_type):
+            return backbone
+    return None
+
+
+def _auto_map(modeling_file: str, prefix: str) -> dict:
+    # Where `trust_remote_code` finds the classes in a saved folder: `save_pretrained` copies this file
+    # and the modeling and processing files (and what they import) beside the weights. Every model class
+    # is listed, not only the one that saved, so any Auto class loads any Deep-VRM folder. With deepvrm
+    # installed the registered classes are used instead of the copies.
+    return {
+        "AutoConfig": f"configuration_deepvrm.{prefix}Config",
+        "AutoModel": f"{modeling_file}.{prefix}Model",
+        "AutoModelForImageClassification": f"{modeling_file}.{prefix}ForImageClassification",
+        "AutoModelForImageTextToText": f"{modeling_file}.{prefix}ForConditionalGeneration",
+    }
+
+
+AUTO_MAP = _auto_map("modeling_deepvrm", "DeepVRM")  # Qwen2.5-VL, as every folder written before the other backbones
+AUTO_MAPS = {
+    "qwen2_5_vl": AUTO_MAP,
+    "qwen3_vl": _auto_map("modeling_deepvrm_qwen3_vl", "DeepVRMQwen3VL"),
+    "qwen3_5": _auto_map("modeling_deepvrm_qwen3_5", "DeepVRMQwen3_5"),
 }
 # The paper's backbone, Qwen2.5-VL-7B-Instruct (its config.json on the Hub): what a bare
 # `DeepVRMConfig()` describes. Qwen2_5_VLConfig's own defaults mix a 72B text model with a 7B vision tower.
@@ -68,14 +102,77 @@ QWEN2_5_VL_7B_TEXT_CONFIG = {
 }
 
 
-@strict
-class DeepVRMConfig(Qwen2_5_VLConfig):
-    r"""
-    Configuration of a Deep-VRM model: a Qwen2.5-VL model with a low-level vision encoder
-    (`visual_low_level`, same shape as `visual`) injected as a residual into the decoder.
+# Qwen3-VL-8B-Instruct's config.json (Hub, Qwen/Qwen3-VL-8B-Instruct): what a bare DeepVRMQwen3VLConfig() is.
+QWEN3_VL_8B_VISION_CONFIG = {
+    "depth": 27,
+    "hidden_size": 1152,
+    "intermediate_size": 4304,
+    "num_heads": 16,
+    "hidden_act": "gelu_pytorch_tanh",
+    "in_channels": 3,
+    "patch_size": 16,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "num_position_embeddings": 2304,
+    "deepstack_visual_indexes": [8, 16, 24],
+    "out_hidden_size": 4096,
+}
+QWEN3_VL_8B_TEXT_CONFIG = {
+    "vocab_size": 151936,
+    "hidden_size": 4096,
+    "intermediate_size": 12288,
+    "num_hidden_layers": 36,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "hidden_act": "silu",
+    "max_position_embeddings": 262144,
+    "rms_norm_eps": 1e-6,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": [24, 20, 20], "mrope_interleaved": True},
+}
+# Qwen3.5-9B's config.json (Hub, Qwen/Qwen3.5-9B): what a bare DeepVRMQwen3_5Config() is.
+QWEN3_5_9B_VISION_CONFIG = {
+    "depth": 27,
+    "hidden_size": 1152,
+    "intermediate_size": 4304,
+    "num_heads": 16,
+    "hidden_act": "gelu_pytorch_tanh",
+    "in_channels": 3,
+    "patch_size": 16,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "num_position_embeddings": 2304,
+    "out_hidden_size": 4096,
+}
+QWEN3_5_9B_TEXT_CONFIG = {
+    "vocab_size": 248320,
+    "hidden_size": 4096,
+    "intermediate_size": 12288,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 4,
+    "head_dim": 256,
+    "linear_conv_kernel_dim": 4,
+    "linear_key_head_dim": 128,
+    "linear_value_head_dim": 128,
+    "linear_num_key_heads": 16,
+    "linear_num_value_heads": 32,
+    "hidden_act": "silu",
+    "max_position_embeddings": 262144,
+    "rms_norm_eps": 1e-6,
+    "eos_token_id": 248044,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor": 0.25,
+                        "mrope_section": [11, 11, 10], "mrope_interleaved": True},
+}
+# Special-token ids of each backbone's tokenizer (its config.json's).
+QWEN3_5_TOKENS = {"image_token_id": 248056, "video_token_id": 248057, "vision_start_token_id": 248053, "vision_end_token_id": 248054}
 
-    All Qwen2.5-VL fields (`text_config`, `vision_config`, `image_token_id`, ...) keep their
-    meaning. The Deep-VRM fields:
+
+@dataclass(repr=False)
+class DeepVRMConfigMixin:
+    r"""
+    The Deep-VRM fields of a config, whatever its backbone. All the backbone's fields (`text_config`,
+    `vision_config`, `image_token_id`, ...) keep their meaning.
 
     injection_layer (`int`, defaults to 16):
         Index of the first decoder layer that sees the fused hidden states, i.e. the fusion runs
@@ -88,16 +185,18 @@ class DeepVRMConfig(Qwen2_5_VLConfig):
     prompt (`str`):
         The user-turn text that precedes the image, as in the paper's instruction data.
     system_prompt (`str` or `None`):
-        System turn of the chat prompt (Qwen2.5-VL's default when built by the official code).
+        System turn of the chat prompt (Qwen2.5-VL's default when built by the official code; none
+        for Qwen3-VL and Qwen3.5, whose chat templates have no default system turn).
     answer_token_ids (`list[int]` or `None`):
         Token id of each label's answer, in `id2label` order (`[id("real"), id("fake")]`).
         Classification scores these two tokens at the answer position.
     prompt_prefix_ids / prompt_suffix_ids (`list[int]` or `None`):
         Token ids of the chat prompt before and after the run of image-placeholder tokens, so that
-        `DeepVRMForImageClassification` can build its input ids from pixel values alone. Filled
-        from a tokenizer by `DeepVRMProcessor.configure_model` / `set_prompt_ids_from_tokenizer`.
+        the classification model can build its input ids from pixel values alone. Filled from a
+        tokenizer by `DeepVRMProcessor.configure_model` / `prompt_ids_from_tokenizer`.
     min_pixels / max_pixels (`int`, default 262144):
-        Pixel budget every image is resized to (the paper fixes both to 512x512).
+        Pixel budget every image is resized to (the paper fixes both to 512x512; with Qwen3-VL's and
+        Qwen3.5's 32-pixel merged patches a 512x512 image is 16x16 tokens, unresampled).
     low_level_tower (`str`, defaults to `"separate"`):
         `"separate"`: `visual_low_level` is a full second tower (the official layout).
         `"shared"`: the low-level encoder is `visual` plus LoRA deltas of rank `low_level_lora_rank`
@@ -107,7 +206,7 @@ class DeepVRMConfig(Qwen2_5_VLConfig):
         Rank of the shared tower's deltas (required when `low_level_tower="shared"`).
     """
 
-    model_type = "deepvrm"
+    backbone = None  # the stock model_type this config extends (a class attribute, not a field)
 
     injection_layer: int = OFFICIAL_INJECTION_LAYER
     fusion: str = OFFICIAL_FUSION
@@ -121,11 +220,17 @@ class DeepVRMConfig(Qwen2_5_VLConfig):
     low_level_tower: str = "separate"
     low_level_lora_rank: int | None = None
 
+    # The shapes a bare config describes (the backbone's flagship size of the presets).
+    _default_text_config = None  # (plain class attributes, not fields)
+    _default_vision_config = None
+    _default_fields = None
+
     def __post_init__(self, **kwargs):
         if self.text_config is None and self.vision_config is None and "hidden_size" not in kwargs:
-            # A bare DeepVRMConfig() is the paper's model (Qwen2.5-VL-7B); token ids are Qwen2_5_VLConfig's defaults.
-            self.text_config = dict(QWEN2_5_VL_7B_TEXT_CONFIG)
-            self.vision_config = dict(QWEN2_5_VL_7B_VISION_CONFIG)
+            self.text_config = dict(type(self)._default_text_config)
+            self.vision_config = dict(type(self)._default_vision_config)
+            for key, value in (type(self)._default_fields or {}).items():
+                setattr(self, key, value)
         if self.id2label is None:
             self.id2label = dict(enumerate(DEFAULT_LABELS))
         super().__post_init__(**kwargs)
@@ -133,7 +238,7 @@ class DeepVRMConfig(Qwen2_5_VLConfig):
         self.id2label = {int(k): v for k, v in self.id2label.items()}
         self.label2id = {v: k for k, v in self.id2label.items()}
         if getattr(self, "auto_map", None) is None:
-            self.auto_map = dict(AUTO_MAP)
+            self.auto_map = dict(AUTO_MAPS[self.backbone])
 
     # ------------------------------------------------------------------ validation
     def validate_deepvrm(self):
@@ -189,40 +294,117 @@ class DeepVRMConfig(Qwen2_5_VLConfig):
         return [self.id2label[i] for i in sorted(self.id2label)]
 
     @classmethod
-    def from_qwen2_5_vl_config(cls, base: Qwen2_5_VLConfig | dict, **deepvrm_fields: Any) -> "DeepVRMConfig":
-        """Wrap a plain Qwen2.5-VL config (object or dict) as a Deep-VRM config.
+    def from_base_config(cls, base, **deepvrm_fields: Any):
+        """Wrap a plain config of this backbone (object or dict) as a Deep-VRM config.
 
         Without overrides this gives what the official release hard-codes: injection layer 16 and
-        mean fusion.
+        mean fusion (pass `injection_layer` for a backbone of another depth).
         """
-        config_dict = base.to_dict() if isinstance(base, Qwen2_5_VLConfig) else dict(base)
-        config_dict = _official_to_deepvrm_dict(config_dict)
+        config_dict = base.to_dict() if isinstance(base, PretrainedConfig) else dict(base)
+        config_dict = _base_to_deepvrm_dict(config_dict, cls)
         config_dict.update(deepvrm_fields)
         return cls(**config_dict)
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        # A folder of another backbone gets that backbone's config class (so one entry point reads all).
+        target = config_class_for_path(pretrained_model_name_or_path, kwargs)
+        if target is not None and target is not cls:
+            return target.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
-        # The official checkpoint's config.json says `qwen2_5_vl` and nothing about Deep-VRM; read it
-        # as Deep-VRM with the official hard-coded settings instead of warning about a type mismatch.
+        # A plain checkpoint of the backbone (e.g. the official release: `qwen2_5_vl` and nothing about
+        # Deep-VRM) reads as Deep-VRM with the official hard-coded settings, not with a type warning.
         config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
-        if config_dict.get("model_type") == "qwen2_5_vl":
+        if config_dict.get("model_type") == cls.backbone:
             # Settings the caller passes (e.g. injection_layer for a smaller backbone) apply before validation.
             chosen = {k: kwargs[k] for k in ("injection_layer", "fusion") if k in kwargs}
-            config_dict = {**_official_to_deepvrm_dict(config_dict), **chosen}
+            config_dict = {**_base_to_deepvrm_dict(config_dict, cls), **chosen}
         return config_dict, kwargs
 
 
-def _official_to_deepvrm_dict(config_dict: dict) -> dict:
+def _base_to_deepvrm_dict(config_dict: dict, cls=None) -> dict:
     config_dict = {k: v for k, v in config_dict.items() if k not in ("model_type", "architectures", "auto_map")}
     config_dict.setdefault("injection_layer", OFFICIAL_INJECTION_LAYER)
     config_dict.setdefault("fusion", OFFICIAL_FUSION)
-    # Qwen2.5-VL configs carry a generic LABEL_0/LABEL_1 map; ours names the two answers.
+    # Stock configs carry a generic LABEL_0/LABEL_1 map; ours names the two answers.
     config_dict["id2label"] = dict(enumerate(DEFAULT_LABELS))
     config_dict.pop("label2id", None)
     return config_dict
 
 
-# `save_pretrained` copies this file into the saved folder (custom code for `trust_remote_code`).
-DeepVRMConfig.register_for_auto_class()
+_official_to_deepvrm_dict = _base_to_deepvrm_dict  # the name it had while Qwen2.5-VL was the only backbone
 
-__all__ = ["DeepVRMConfig"]
+
+@strict
+class DeepVRMConfig(DeepVRMConfigMixin, Qwen2_5_VLConfig):
+    r"""
+    Configuration of a Deep-VRM model on Qwen2.5-VL (the paper's backbone and the official release's):
+    a Qwen2.5-VL config plus the Deep-VRM fields of `DeepVRMConfigMixin`. A bare `DeepVRMConfig()` is
+    the paper's model (Qwen2.5-VL-7B; token ids are Qwen2_5_VLConfig's defaults).
+    """
+
+    model_type = "deepvrm"
+    backbone = "qwen2_5_vl"
+    _default_text_config = QWEN2_5_VL_7B_TEXT_CONFIG
+    _default_vision_config = QWEN2_5_VL_7B_VISION_CONFIG
+
+    @classmethod
+    def from_qwen2_5_vl_config(cls, base: Qwen2_5_VLConfig | dict, **deepvrm_fields: Any) -> "DeepVRMConfig":
+        """Wrap a plain Qwen2.5-VL config (object or dict) as a Deep-VRM config (see `from_base_config`)."""
+        return cls.from_base_config(base, **deepvrm_fields)
+
+
+@strict
+class DeepVRMQwen3VLConfig(DeepVRMConfigMixin, Qwen3VLConfig):
+    r"""
+    Configuration of a Deep-VRM model on Qwen3-VL: a Qwen3-VL config plus the Deep-VRM fields of
+    `DeepVRMConfigMixin`. A bare `DeepVRMQwen3VLConfig()` is Qwen3-VL-8B-Instruct's shape.
+    """
+
+    model_type = "deepvrm_qwen3_vl"
+    backbone = "qwen3_vl"
+    system_prompt: str | None = None  # Qwen3-VL's chat template has no default system turn
+    _default_text_config = QWEN3_VL_8B_TEXT_CONFIG
+    _default_vision_config = QWEN3_VL_8B_VISION_CONFIG
+    _default_fields = {"injection_layer": 21}  # the paper's relative depth, 16/28 of 36 layers
+
+
+@strict
+class DeepVRMQwen3_5Config(DeepVRMConfigMixin, Qwen3_5Config):
+    r"""
+    Configuration of a Deep-VRM model on Qwen3.5 (hybrid linear/full-attention decoder): a Qwen3.5
+    config plus the Deep-VRM fields of `DeepVRMConfigMixin`. A bare `DeepVRMQwen3_5Config()` is
+    Qwen3.5-9B's shape.
+    """
+
+    model_type = "deepvrm_qwen3_5"
+    backbone = "qwen3_5"
+    system_prompt: str | None = None  # Qwen3.5's chat template has no default system turn
+    _default_text_config = QWEN3_5_9B_TEXT_CONFIG
+    _default_vision_config = QWEN3_5_9B_VISION_CONFIG
+    _default_fields = {"injection_layer": 18}  # the paper's relative depth, 16/28 of 32 layers
+
+
+CONFIG_CLASSES = {"qwen2_5_vl": DeepVRMConfig, "qwen3_vl": DeepVRMQwen3VLConfig, "qwen3_5": DeepVRMQwen3_5Config}
+
+
+def config_class_for_path(path, kwargs: dict | None = None):
+    """The Deep-VRM config class of the backbone a folder or Hub id holds, or None when it holds none
+    of them (then the caller's class reports what is wrong)."""
+    kwargs = kwargs or {}
+    hub = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only", "subfolder") if k in kwargs}
+    try:
+        config_dict, _ = PretrainedConfig.get_config_dict(os.fspath(path) if isinstance(path, os.PathLike) else path, **hub)
+    except Exception:  # noqa: BLE001  (the caller's own load reports it)
+        return None
+    return CONFIG_CLASSES.get(backbone_of(config_dict.get("model_type")))
+
+
+# `save_pretrained` copies this file into the saved folder (custom code for `trust_remote_code`).
+for _config_class in CONFIG_CLASSES.values():
+    _config_class.register_for_auto_class()
+
+__all__ = ["DeepVRMConfig", "DeepVRMConfigMixin", "DeepVRMQwen3VLConfig", "DeepVRMQwen3_5Config"]

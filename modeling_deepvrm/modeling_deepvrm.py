@@ -1,12 +1,30 @@
-"""Deep-VRM model classes, composed from transformers' Qwen2.5-VL classes.
+"""Deep-VRM model classes: what every backbone shares, and the Qwen2.5-VL classes (the paper's).
+
+One method, several backbones. This file holds the method once, as mixins that sit in front of a
+backbone's own transformers classes (no copy of their modeling files):
+
+    DeepVRMLoadingMixin / DeepVRMPreTrainedMixin   loading (official layout, missing weights, safetensors
+                                                   only), `from_base_model`, gradient checkpointing, shared tower
+    DeepVRMModelMixin                              `visual_low_level` beside `visual`, the injection layer in
+                                                   the decoder, both towers' image features, the forward
+    DeepVRMGenerationMixin                         the chat interface's generate() details
+    DeepVRMClassificationMixin                     two-way logits from the answer-token rows of `lm_head`
+
+and the Qwen2.5-VL backbone (the official release's classes, unchanged in name and behaviour):
 
     DeepVRMModel                      Qwen2_5_VLModel + `visual_low_level` + the injection layer
     DeepVRMForConditionalGeneration   the paper's chat interface (`generate()` answers real/fake)
     DeepVRMForImageClassification     two-way logits from the answer-token rows of `lm_head`
 
+The other backbones are one small file each, the same four classes on their transformers classes:
+`modeling_deepvrm_qwen3_vl.py` (Qwen3-VL) and `modeling_deepvrm_qwen3_5.py` (Qwen3.5).
+`deepvrm_class(backbone, role)` finds any of them; `from_pretrained` and `from_base_model` of any
+Deep-VRM class hand a folder or model of another backbone to that backbone's class of the same role,
+so `DeepVRMForImageClassification.from_pretrained(path)` loads every Deep-VRM folder.
+
 In-memory module names equal the official release's (`model.visual.*`, `model.visual_low_level.*`,
-`model.language_model.*`, `lm_head.*`), so state dicts move between all three classes and the
-official checkpoint unchanged.
+`model.language_model.*`, `lm_head.*`) in every backbone, so state dicts move between the three
+classes of a backbone (and, for Qwen2.5-VL, the official checkpoint) unchanged.
 
 Loading (`DeepVRMLoadingMixin`): our folders, the official release's and plain Qwen2.5-VL bases.
 - Key names on disk: transformers 4.5x (which the official code runs on) writes Qwen2.5-VL weights
@@ -16,12 +34,12 @@ Loading (`DeepVRMLoadingMixin`): our folders, the official release's and plain Q
 - Missing weights fail loudly (`MissingWeightsError`): a Deep-VRM never runs with a random tower.
   The one parameter a checkpoint may lack, a gated model's `fusion.gate`, starts at zero.
 - Weights load from safetensors files only.
-- `from_base_model` builds a Deep-VRM from a Qwen2.5-VL model whose low-level encoder is an exact
-  copy of the vision tower, without holding two copies of the language model.
+- `from_base_model` builds a Deep-VRM from a stock model of any backbone whose low-level encoder is
+  an exact copy of the vision tower, without holding two copies of the language model.
 
-This file, configuration_deepvrm.py and processing_deepvrm.py (with the files they import) are
-the code `save_pretrained` copies into a model folder for `trust_remote_code=True`: they import
-only torch, transformers and each other.
+This file, configuration_deepvrm.py and processing_deepvrm.py (with the files they import, the other
+backbones' files among them) are the code `save_pretrained` copies into a model folder for
+`trust_remote_code=True`: they import only torch, transformers and each other.
 """
 
 from __future__ import annotations
@@ -33,7 +51,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLModel
+from transformers import PretrainedConfig, PreTrainedModel, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLModel
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
 from transformers.core_model_loading import WeightRenaming
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
@@ -45,10 +63,10 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 
 from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids, get_vision_window_index
 
-from .configuration_deepvrm import DeepVRMConfig
+from .configuration_deepvrm import DeepVRMConfig, backbone_of, config_class_for_path
 from .fast_vision import use_fast_vision_modules
 from .injection import DeepVRMInjectionDecoderLayer, ResidualFusion
-from .processing_deepvrm import prompt_ids_from_tokenizer
+from .processing_deepvrm import chat_template_for, prompt_ids_from_tokenizer
 from .shared_tower import (
     LoRADelta,
     attach,
@@ -124,8 +142,25 @@ def _allowed_missing(key: str) -> bool:
 class DeepVRMLoadingMixin:
     """`from_pretrained` that refuses incomplete checkpoints, and `from_base_model`."""
 
+    _deepvrm_role = None  # "model", "generation" or "classification": which class of a backbone this is
+
+    @classmethod
+    def _for_backbone(cls, backbone: str | None):
+        """This class's counterpart for another backbone (itself when the backbone is its own or unknown)."""
+        if backbone is None or cls._deepvrm_role is None or backbone == getattr(cls.config_class, "backbone", None):
+            return cls
+        return deepvrm_class(backbone, cls._deepvrm_role)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        config = kwargs.get("config")
+        if isinstance(config, PretrainedConfig):
+            target = cls._for_backbone(backbone_of(config.model_type))
+        else:
+            config_class = config_class_for_path(pretrained_model_name_or_path, kwargs)
+            target = cls._for_backbone(config_class.backbone if config_class else None)
+        if target is not cls:  # a folder of another backbone: its class of the same role loads it
+            return target.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         want_info = kwargs.pop("output_loading_info", False)
         with safetensors_only(pretrained_model_name_or_path, kwargs):
             model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs)
@@ -140,7 +175,8 @@ class DeepVRMLoadingMixin:
             hint = ""
             if any(".visual_low_level." in k or k.startswith("visual_low_level") for k in missing):
                 hint = (
-                    " The checkpoint has no low-level encoder (`visual_low_level.*`): is it a plain Qwen2.5-VL model? "
+                    " The checkpoint has no low-level encoder (`visual_low_level.*`): is it a plain "
+                    f"{cls.config_class.backbone} model? "
                     "Build a Deep-VRM from it with `from_base_model(path)` instead."
                 )
             shown = ", ".join(missing[:8]) + (f", ... ({len(missing)} in all)" if len(missing) > 8 else "")
@@ -153,25 +189,40 @@ class DeepVRMLoadingMixin:
 
     @classmethod
     def from_base_model(cls, base, injection_layer: int | None = None, fusion: str = "mean", **config_overrides):
-        """A Deep-VRM built from a Qwen2.5-VL model (object, folder or Hub id).
+        """A Deep-VRM built from a stock model of any supported backbone (object, folder or Hub id):
+        this class's counterpart for the base's backbone (e.g. `DeepVRMForConditionalGeneration`
+        given a Qwen3-VL model returns a `DeepVRMQwen3VLForConditionalGeneration`).
 
         The language model and `visual` are the base's own tensors (no copy); `visual_low_level`
         is an exact clone of `visual`. With `fusion="gated"` the gate starts at zero, so the result
-        computes exactly what the base computes.
+        computes exactly what the base computes. Without `injection_layer`, the paper's relative
+        depth (16 of 28 layers).
         """
         source = None
         if isinstance(base, (str, os.PathLike)):
             source = base
+            config_class = config_class_for_path(base)
+            if config_class is None:
+                raise ValueError(f"{base!s} holds no model of a supported backbone ({', '.join(BACKBONE_NAMES)}).")
             load_kwargs = {"dtype": "auto"}
             with safetensors_only(base, load_kwargs):
-                base = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, **load_kwargs)
+                base = deepvrm_class(config_class.backbone, "stock").from_pretrained(base, **load_kwargs)
+        backbone = backbone_of(base.config.model_type)
+        if backbone is None:
+            raise ValueError(f"Deep-VRM supports {', '.join(BACKBONE_NAMES)} models, not {base.config.model_type!r}.")
+        target = cls._for_backbone(backbone)
+        if target is not cls:
+            result = target.from_base_model(base, injection_layer=injection_layer, fusion=fusion, **config_overrides)
+            if source is not None and not result.config.has_prompt_ids:
+                _fill_prompt_ids_from_tokenizer(result.config, source, {})
+            return result
         overrides = dict(config_overrides, fusion=fusion)
         if injection_layer is not None:
             overrides["injection_layer"] = injection_layer
         elif getattr(base.config, "injection_layer", None) is None:
             # The paper's relative depth (16 of 28) when the caller does not choose.
-            overrides["injection_layer"] = max(1, round(base.config.text_config.num_hidden_layers * 16 / 28))
-        config = DeepVRMConfig.from_qwen2_5_vl_config(base.config, **overrides)
+            overrides["injection_layer"] = default_injection_layer(base.config.text_config.num_hidden_layers)
+        config = cls.config_class.from_base_config(base.config, **overrides)
         if config.prompt_prefix_ids is None and getattr(base.config, "prompt_prefix_ids", None) is not None:
             for name in ("prompt_prefix_ids", "prompt_suffix_ids", "answer_token_ids"):
                 setattr(config, name, getattr(base.config, name))
@@ -202,6 +253,14 @@ class DeepVRMLoadingMixin:
         return model.eval() if not base.training else model
 
 
+BACKBONE_NAMES = ("qwen2_5_vl", "qwen3_vl", "qwen3_5")
+
+
+def default_injection_layer(num_hidden_layers: int) -> int:
+    """The paper's relative depth (16 of 28 decoder layers), for a decoder of another depth."""
+    return min(num_hidden_layers - 1, max(1, round(num_hidden_layers * 16 / 28)))
+
+
 def _set_tensor(root: torch.nn.Module, dotted: str, tensor: torch.Tensor) -> None:
     module_path, _, name = dotted.rpartition(".")
     module = root.get_submodule(module_path) if module_path else root
@@ -218,7 +277,8 @@ def _fill_prompt_ids_from_tokenizer(config, path, load_kwargs: dict) -> None:
     hub_kwargs = {k: load_kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in load_kwargs}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **hub_kwargs)
-        config.update(prompt_ids_from_tokenizer(tokenizer, config.prompt, config.system_prompt, config.labels))
+        config.update(prompt_ids_from_tokenizer(tokenizer, config.prompt, config.system_prompt, config.labels,
+                                                chat_template=chat_template_for(config.backbone)))
     except Exception as error:  # no tokenizer there: classification will ask for one, generation still works
         logger.warning("No prompt ids for %s (could not use its tokenizer: %s).", path, error)
 
@@ -261,11 +321,10 @@ def detection_prompt_inputs(prefix_ids, suffix_ids, image_token_id: int, pad_id:
     return input_ids.to(device), (None if min(lengths) == longest else attention_mask.to(device))
 
 
-class DeepVRMPreTrainedModel(DeepVRMLoadingMixin, Qwen2_5_VLPreTrainedModel):
-    config: DeepVRMConfig
-    config_class = DeepVRMConfig
+class DeepVRMPreTrainedMixin(DeepVRMLoadingMixin):
+    """What every Deep-VRM class adds to its backbone's PreTrainedModel."""
+
     base_model_prefix = "model"
-    _no_split_modules = ["Qwen2_5_VLDecoderLayer", "DeepVRMInjectionDecoderLayer", "Qwen2_5_VLVisionBlock"]
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -315,26 +374,38 @@ class DeepVRMPreTrainedModel(DeepVRMLoadingMixin, Qwen2_5_VLPreTrainedModel):
         return self
 
 
-class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
-    def __init__(self, config: DeepVRMConfig):
-        DeepVRMPreTrainedModel.__init__(self, config)
-        self.visual = Qwen2_5_VisionTransformerPretrainedModel._from_config(config.vision_config)
+class DeepVRMModelMixin:
+    """Put before a backbone's `DeepVRM*PreTrainedModel` and its stock `*Model`: the backbone's model
+    with the low-level tower beside `visual` and the injection layer in its decoder. A backbone names
+    its three stock parts; everything else is here."""
+
+    _deepvrm_role = "model"
+    vision_tower_class = None  # the stock vision tower (`visual` and `visual_low_level`)
+    text_model_class = None  # the stock text model (`language_model`)
+    injection_layer_class = None  # the stock decoder layer with InjectionMixin in front (injection.py)
+    image_features_class = None  # the stock image-features output plus `low_level_pooler_output`
+
+    def __init__(self, config):
+        PreTrainedModel.__init__(self, config)
+        self.visual = self.vision_tower_class._from_config(config.vision_config)
         # The low-level encoder: same architecture as `visual`, trained (LoRA) for generator artifacts;
         # a second tower (official layout) or `visual` plus LoRA deltas (shared_tower.py).
         if config.low_level_tower == "separate":
-            self.visual_low_level = Qwen2_5_VisionTransformerPretrainedModel._from_config(config.vision_config)
+            self.visual_low_level = self.vision_tower_class._from_config(config.vision_config)
         else:
             self.visual_low_level_lora = build_lora_tree(self.visual, config.low_level_lora_rank)
             attach(self.visual, self.visual_low_level_lora)
-        self.language_model = Qwen2_5_VLTextModel._from_config(config.text_config)
+        self.language_model = self.text_model_class._from_config(config.text_config)
         k = config.injection_layer
-        self.language_model.layers[k] = DeepVRMInjectionDecoderLayer(config.text_config, k, config.fusion)
-        for tower in self.vision_towers:
-            use_fast_vision_modules(tower)
+        self.language_model.layers[k] = self.injection_layer_class(config.text_config, k, config.fusion)
         self.rope_deltas = None
-        self._vision_plans: dict = {}  # per image grid: rotary positions and attention windows
+        self._vision_plans: dict = {}  # per image grid: what both towers derive from it alone
+        self.prepare_vision_towers()
         self.post_init()
         self.copy_visual_to_low_level()
+
+    def prepare_vision_towers(self) -> None:
+        """A backbone's hook to adapt its towers in place once built (e.g. faster modules)."""
 
     @torch.no_grad()
     def copy_visual_to_low_level(self):
@@ -379,29 +450,13 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
         self.config.low_level_tower, self.config.low_level_lora_rank = "separate", None
 
     def vision_plan(self, image_grid_thw: torch.Tensor) -> dict:
-        """What both towers derive from the image grid alone (rotary positions, window order,
-        attention segments), computed once per distinct grid and passed to each tower as the
-        precomputed kwargs transformers' vision forward accepts."""
-        key = (tuple(image_grid_thw.flatten().tolist()), image_grid_thw.device)
-        plan = self._vision_plans.get(key)
-        if plan is None:
-            vision = self.config.vision_config
-            window_index, cu_window_seqlens = get_vision_window_index(
-                image_grid_thw, vision.spatial_merge_size, vision.window_size, vision.patch_size
-            )
-            plan = {
-                "position_ids": get_vision_position_ids(image_grid_thw, vision.spatial_merge_size),
-                "cu_seqlens": get_vision_cu_seqlens(image_grid_thw),
-                "window_index": window_index,
-                "cu_window_seqlens": cu_window_seqlens,
-            }
-            if len(self._vision_plans) >= 64:  # fixed-budget images have few distinct grids
-                self._vision_plans.pop(next(iter(self._vision_plans)))
-            self._vision_plans[key] = plan
-        return dict(plan)
+        """Precomputed keyword arguments both towers accept for an image grid (a backbone may cache
+        what its towers derive from the grid alone); none by default."""
+        return {}
 
     def get_low_level_image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
-        """Low-level image embeddings `[n_image_tokens, hidden]`, in image-token order."""
+        """Low-level image embeddings `[n_image_tokens, hidden]` (the tower's merged output), in
+        image-token order. Anything else the tower returns (Qwen3-VL's DeepStack features) is unused."""
         plan = self.vision_plan(image_grid_thw)
         if self.shares_vision_tower:
             with low_level_active(self.visual_low_level_lora):
@@ -410,21 +465,16 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
         return self.visual_low_level(pixel_values, grid_thw=image_grid_thw, **plan).pooler_output
 
     def get_image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.LongTensor | None = None, **kwargs):
-        """Both towers' image embeddings: `pooler_output` (semantic, per image, as Qwen2.5-VL's) and
-        `low_level_pooler_output` (per image). `generate()` encodes images through this method before
-        the prefill, so the low-level embeddings must travel with the semantic ones."""
+        """Both towers' image embeddings: the backbone's own output for the semantic tower (`pooler_output`
+        per image, and e.g. Qwen3-VL's `deepstack_features`), plus `low_level_pooler_output` (per image).
+        `generate()` encodes images through this method before the prefill, so the low-level embeddings
+        must travel with the semantic ones."""
         return_dict = kwargs.pop("return_dict", True)
         plan = {**self.vision_plan(image_grid_thw), **kwargs}
         semantic = super().get_image_features(pixel_values, image_grid_thw, return_dict=True, **plan)
         split_sizes = (image_grid_thw.prod(-1) // self.visual.spatial_merge_size**2).tolist()
         low_level = self.get_low_level_image_features(pixel_values, image_grid_thw)
-        outputs = DeepVRMImageFeatures(
-            last_hidden_state=semantic.last_hidden_state,
-            pooler_output=semantic.pooler_output,
-            hidden_states=semantic.hidden_states,
-            attentions=semantic.attentions,
-            low_level_pooler_output=torch.split(low_level, split_sizes),
-        )
+        outputs = self.image_features_class(**semantic, low_level_pooler_output=torch.split(low_level, split_sizes))
         return outputs if return_dict else outputs.to_tuple()
 
     def forward(
@@ -440,15 +490,13 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
         low_level_image_embeds: torch.Tensor | None = None,
         **kwargs,
     ):
-        r"""Qwen2.5-VL's forward plus the residual injection.
+        r"""The backbone's forward plus the residual injection.
 
         low_level_image_embeds (`torch.Tensor` of shape `(n_image_tokens, hidden_size)`, *optional*):
             Low-level embeddings to inject instead of the low-level tower's (e.g. for ablations).
         """
         if mm_token_type_ids is None and input_ids is not None:
             mm_token_type_ids = mm_token_type_ids_from_input_ids(input_ids, self.config)
-        if inputs_embeds is None:
-            inputs_embeds = self.get_input_embeddings()(input_ids)
         if pixel_values is not None:
             mm_encoder_outputs = dict(mm_encoder_outputs or {})
             mm_encoder_outputs["image"] = self.get_image_features(pixel_values, image_grid_thw, return_dict=True)
@@ -458,15 +506,13 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
             if low_level is None:
                 raise ValueError(
                     "Precomputed image features without low-level embeddings: compute them with "
-                    "DeepVRMModel.get_image_features, or pass low_level_image_embeds."
+                    "the Deep-VRM model's get_image_features, or pass low_level_image_embeds."
                 )
             low_level_image_embeds = torch.cat(low_level, dim=0)
         if low_level_image_embeds is not None:
-            low_level_image_embeds = low_level_image_embeds.to(inputs_embeds.device, inputs_embeds.dtype)
-            image_mask, _ = self.get_placeholder_mask(input_ids, inputs_embeds, image_features=low_level_image_embeds)
             # Read only by the injection layer; see injection.py.
-            kwargs["low_level_image_embeds"] = low_level_image_embeds
-            kwargs["image_token_mask"] = image_mask[..., 0]
+            kwargs["low_level_image_embeds"] = low_level_image_embeds.to(self.get_input_embeddings().weight.device)
+            kwargs["image_token_mask"] = self._image_token_mask(input_ids, inputs_embeds, low_level_image_embeds)
         return super().forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -478,13 +524,30 @@ class DeepVRMModel(DeepVRMPreTrainedModel, Qwen2_5_VLModel):
             **kwargs,
         )
 
+    def _image_token_mask(self, input_ids, inputs_embeds, low_level_image_embeds) -> torch.Tensor:
+        """[batch, seq] bool: the image-placeholder positions, as many as there are low-level embeddings."""
+        if input_ids is not None:
+            mask = input_ids == self.config.image_token_id
+        else:
+            mask = self.get_placeholder_mask(None, inputs_embeds)[0][..., 0]
+        if int(mask.sum()) != low_level_image_embeds.shape[0]:
+            raise ValueError(
+                f"Image features and image tokens do not match, tokens: {int(mask.sum())}, "
+                f"low-level features: {low_level_image_embeds.shape[0]}"
+            )
+        return mask.to(low_level_image_embeds.device)
 
-class DeepVRMForConditionalGeneration(DeepVRMPreTrainedModel, Qwen2_5_VLForConditionalGeneration):
-    """The paper's chat interface: `generate()` answers "real"/"fake" (or longer text)."""
 
-    def __init__(self, config: DeepVRMConfig):
-        DeepVRMPreTrainedModel.__init__(self, config)
-        self.model = DeepVRMModel(config)
+class DeepVRMGenerationMixin:
+    """Put before a backbone's `DeepVRM*PreTrainedModel` and its stock `*ForConditionalGeneration`: the
+    paper's chat interface (`generate()` answers "real"/"fake", or longer text)."""
+
+    _deepvrm_role = "generation"
+    model_class = None  # the backbone's Deep-VRM model class
+
+    def __init__(self, config):
+        PreTrainedModel.__init__(self, config)
+        self.model = self.model_class(config)
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
         self.post_init()
 
@@ -509,8 +572,9 @@ class DeepVRMForConditionalGeneration(DeepVRMPreTrainedModel, Qwen2_5_VLForCondi
         return mm_encoder_output
 
 
-class DeepVRMForImageClassification(DeepVRMPreTrainedModel):
-    """Real/fake classification through the language-model head.
+class DeepVRMClassificationMixin:
+    """Put before a backbone's `DeepVRM*PreTrainedModel`: real/fake classification through the
+    language-model head.
 
     `forward(pixel_values, image_grid_thw)` builds the paper's chat prompt itself (from the prompt
     ids in the config), runs one forward pass, and scores only the answer tokens at the answer
@@ -518,12 +582,14 @@ class DeepVRMForImageClassification(DeepVRMPreTrainedModel):
     the chat model's first-token probabilities renormalised over the two answers.
     """
 
+    _deepvrm_role = "classification"
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
     main_input_name = "pixel_values"
+    model_class = None  # the backbone's Deep-VRM model class
 
-    def __init__(self, config: DeepVRMConfig):
-        super().__init__(config)
-        self.model = DeepVRMModel(config)
+    def __init__(self, config):
+        PreTrainedModel.__init__(self, config)
+        self.model = self.model_class(config)
         # The full LM head is kept so weights move unchanged between the classes; only the answer
         # tokens' rows are ever multiplied.
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
@@ -542,8 +608,10 @@ class DeepVRMForImageClassification(DeepVRMPreTrainedModel):
                 "Attach a tokenizer once: `DeepVRMProcessor.from_pretrained(path).configure_model(model)` "
                 "(or `model.config.update(prompt_ids_from_tokenizer(...))`), then save the model."
             )
-        pad_id = config.text_config.pad_token_id
-        pad_id = pad_id if pad_id is not None else config.text_config.eos_token_id or 0
+        pad_id = getattr(config.text_config, "pad_token_id", None)
+        if pad_id is None:
+            eos = getattr(config.text_config, "eos_token_id", None)
+            pad_id = (eos[0] if isinstance(eos, (list, tuple)) else eos) or 0
         return detection_prompt_inputs(
             config.prompt_prefix_ids, config.prompt_suffix_ids, config.image_token_id, pad_id,
             image_grid_thw, config.vision_config.spatial_merge_size,
@@ -559,7 +627,7 @@ class DeepVRMForImageClassification(DeepVRMPreTrainedModel):
     ) -> ImageClassifierOutput:
         r"""
         pixel_values (`torch.Tensor` of shape `(n_patches, patch_dim)`): flattened patches of all images,
-            as Qwen2.5-VL's image processor returns them (a leading batch dimension is also accepted).
+            as the backbone's image processor returns them (a leading batch dimension is also accepted).
         image_grid_thw (`torch.LongTensor` of shape `(batch_size, 3)`): patch grid of each image.
         labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): label ids; gives a cross-entropy loss.
         """
@@ -586,6 +654,85 @@ class DeepVRMForImageClassification(DeepVRMPreTrainedModel):
         )
 
 
+# ---------------------------------------------------------------------------------------- Qwen2.5-VL
+class DeepVRMPreTrainedModel(DeepVRMPreTrainedMixin, Qwen2_5_VLPreTrainedModel):
+    config: DeepVRMConfig
+    config_class = DeepVRMConfig
+    _no_split_modules = ["Qwen2_5_VLDecoderLayer", "DeepVRMInjectionDecoderLayer", "Qwen2_5_VLVisionBlock"]
+
+
+class DeepVRMModel(DeepVRMModelMixin, DeepVRMPreTrainedModel, Qwen2_5_VLModel):
+    """Qwen2.5-VL + `visual_low_level` + the injection layer. Its towers use the faster vision modules
+    of fast_vision.py, and share what they derive from an image grid (`vision_plan`)."""
+
+    vision_tower_class = Qwen2_5_VisionTransformerPretrainedModel
+    text_model_class = Qwen2_5_VLTextModel
+    injection_layer_class = DeepVRMInjectionDecoderLayer
+    image_features_class = DeepVRMImageFeatures
+
+    def prepare_vision_towers(self) -> None:
+        for tower in self.vision_towers:
+            use_fast_vision_modules(tower)
+
+    def vision_plan(self, image_grid_thw: torch.Tensor) -> dict:
+        """What both towers derive from the image grid alone (rotary positions, window order,
+        attention segments), computed once per distinct grid and passed to each tower as the
+        precomputed kwargs transformers' vision forward accepts."""
+        key = (tuple(image_grid_thw.flatten().tolist()), image_grid_thw.device)
+        plan = self._vision_plans.get(key)
+        if plan is None:
+            vision = self.config.vision_config
+            window_index, cu_window_seqlens = get_vision_window_index(
+                image_grid_thw, vision.spatial_merge_size, vision.window_size, vision.patch_size
+            )
+            plan = {
+                "position_ids": get_vision_position_ids(image_grid_thw, vision.spatial_merge_size),
+                "cu_seqlens": get_vision_cu_seqlens(image_grid_thw),
+                "window_index": window_index,
+                "cu_window_seqlens": cu_window_seqlens,
+            }
+            if len(self._vision_plans) >= 64:  # fixed-budget images have few distinct grids
+                self._vision_plans.pop(next(iter(self._vision_plans)))
+            self._vision_plans[key] = plan
+        return dict(plan)
+
+
+class DeepVRMForConditionalGeneration(DeepVRMGenerationMixin, DeepVRMPreTrainedModel, Qwen2_5_VLForConditionalGeneration):
+    """The paper's chat interface: `generate()` answers "real"/"fake" (or longer text)."""
+
+    model_class = DeepVRMModel
+
+
+class DeepVRMForImageClassification(DeepVRMClassificationMixin, DeepVRMPreTrainedModel):
+    """Real/fake classification through the language-model head (see `DeepVRMClassificationMixin`)."""
+
+    model_class = DeepVRMModel
+
+
+# ---------------------------------------------------------------------------------------- all backbones
+def deepvrm_class(backbone: str, role: str):
+    """The Deep-VRM class of a backbone (`qwen2_5_vl`, `qwen3_vl`, `qwen3_5`) for a role: `model`,
+    `generation`, `classification`, or `stock` (the backbone's own transformers model a base is)."""
+    if backbone == "qwen2_5_vl":
+        classes = (DeepVRMModel, DeepVRMForConditionalGeneration, DeepVRMForImageClassification,
+                   Qwen2_5_VLForConditionalGeneration)  # fmt: skip
+    elif backbone == "qwen3_vl":
+        from .modeling_deepvrm_qwen3_vl import CLASSES as classes
+    elif backbone == "qwen3_5":
+        from .modeling_deepvrm_qwen3_5 import CLASSES as classes
+    else:
+        raise ValueError(f"Unknown backbone {backbone!r}; Deep-VRM supports {', '.join(BACKBONE_NAMES)}.")
+    roles = ("model", "generation", "classification", "stock")
+    if role not in roles:
+        raise ValueError(f"Unknown role {role!r}; choose from {roles}.")
+    return dict(zip(roles, classes))[role]
+
+
+def is_deepvrm_model(model) -> bool:
+    """Whether `model` is a Deep-VRM model of any backbone (and any role)."""
+    return isinstance(model, DeepVRMPreTrainedMixin)
+
+
 # Official-layout checkpoints name weights `visual.*`, `model.layers.*`, ...: teach transformers' loader
 # those names for these classes, on import (in the package and in a folder's remote-code copy alike).
 register_weight_renaming()
@@ -597,6 +744,12 @@ DeepVRMForImageClassification.register_for_auto_class("AutoModelForImageClassifi
 __all__ = [
     "MissingWeightsError",
     "detection_prompt_inputs",
+    "deepvrm_class",
+    "is_deepvrm_model",
+    "DeepVRMPreTrainedMixin",
+    "DeepVRMModelMixin",
+    "DeepVRMGenerationMixin",
+    "DeepVRMClassificationMixin",
     "DeepVRMPreTrainedModel",
     "DeepVRMModel",
     "DeepVRMForConditionalGeneration",
