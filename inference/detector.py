@@ -10,7 +10,8 @@ The model is loaded once and kept; each batch is one forward pass of the classif
 P(fake) = softmax(logits)[:, fake]. While the model runs on one batch, worker threads open and
 preprocess the next. A file that cannot be opened fails alone (see `images`); a batch whose
 forward pass fails is retried image by image (`batches.run_or_split`), so one bad image never
-costs its neighbours. `Detector.from_pretrained()` without a model uses the shipped demo model
+costs its neighbours. A score that is not a finite number (a model with NaN weights, a float16
+overflow) is that image's error, never a verdict. `Detector.from_pretrained()` without a model uses the shipped demo model
 and says on stderr what that is (`sources.default_model`).
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -34,7 +36,8 @@ from deepvrm.inference.sources import default_model, hub_error, resolve_model
 
 @dataclass
 class ScoreResult:
-    """One image's outcome: `score` = P(fake), or `error` (a one-line reason) when it failed."""
+    """One image's outcome: `score` = P(fake), or `error` (a one-line reason) when it failed. From a
+    `Detector` the score is always a finite number: a NaN or infinite output is an error."""
 
     path: str
     score: float | None = None
@@ -182,24 +185,36 @@ class Detector:
         return torch.softmax(logits.float(), dim=-1)[:, self.fake_index].cpu().numpy()
 
     def _score_prepared(self, prepared: list) -> list[float | str]:
-        """P(fake) per prepared image, or an error string; a failing batch is retried one by one."""
+        """P(fake) per prepared image, or an error string; a failing batch is retried one by one.
+        A score that is not a finite number (NaN or infinity) is an error, never a verdict."""
         outcomes: list[float | str] = []
         for _, scores, error in run_or_split(prepared, self._forward):
             if error is None:
-                outcomes += [float(p) for p in scores]
+                outcomes += [float(p) if math.isfinite(p) else self._non_finite(p) for p in scores]
             else:
                 outcomes.append("model failed on it: " + one_line(error))
         return outcomes
 
+    def _non_finite(self, score) -> str:
+        reason = f"the model gave a non-finite score ({float(score)}), not a probability: its weights or activations hold NaN or infinity"
+        if self.model.dtype == torch.float16:
+            reason += " (float16 overflows easily: try bfloat16 or float32)"
+        return reason
+
     def score_images(self, images: Iterable) -> np.ndarray:
         """P(fake) of in-memory images (any PIL mode, converted as `image_io.to_rgb` does).
-        Raises if an image cannot be scored; use `score_paths` for per-file errors."""
+        Raises if an image cannot be scored (a ValueError for a NaN or infinite score); use
+        `score_paths` for per-file errors."""
         from deepvrm.inference.images import to_rgb
 
         scores = []
         for batch in batches(list(images), self.batch_size):
             scores.append(self._forward([self._prepare_one(to_rgb(image)) for image in batch]))
-        return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+        result = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+        bad = np.flatnonzero(~np.isfinite(result))
+        if len(bad):
+            raise ValueError(f"image(s) {bad[:10].tolist()}: " + self._non_finite(result[bad[0]]))
+        return result
 
     def score_paths(self, paths: Iterable[str], transform: Callable | None = None) -> Iterator[ScoreResult]:
         """One `ScoreResult` per path, in order, yielded as each batch finishes.
