@@ -10,7 +10,10 @@ object (or CSV row) per image as soon as its batch is scored:
     {"path": ..., "label": "real"|"fake", "score": P(fake)}      or      {"path": ..., "error": reason}
 
 Rerunning with the same `--output` skips the files already scored there and retries the failed
-ones (their old error rows are replaced, so no path appears twice).
+ones (their old error rows are replaced, so no path appears twice) and a last row cut off by a
+crash. `--output` refuses (exit 2) a file that is not empty and not a detect output, rather than
+overwrite it. The file format, CSV's formula-safe and reversible cells included, is described in
+`deepvrm.cli.results`. A score that is not a finite number is an error row, not a verdict.
 
 Exit status: 0 every file scored, 1 some files failed (the others are scored), 2 usage error.
 """
@@ -18,15 +21,13 @@ Exit status: 0 every file scored, 1 some files failed (the others are scored), 2
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
-import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from deepvrm.cli.options import UsageError, add_model_arguments, add_scoring_arguments, check_model_arguments, load_detector
+from deepvrm.cli.results import NotDetectOutput, ResultWriter, printable, read_previous, rewrite
 from deepvrm.inference.files import is_image_name, is_os_junk, walk_images
 
 # Show a progress bar when stderr is a terminal, or when a run is this long anyway (e.g. in logs).
@@ -90,94 +91,6 @@ def _search_folder(root: str) -> list[str]:
     return found
 
 
-# ---------------------------------------------------------------------------------------- output
-class ResultWriter:
-    """Rows written and flushed one by one to a .jsonl (default) or .csv file."""
-
-    def __init__(self, path: str, append: bool):
-        self.path = path
-        self.csv = path.lower().endswith(".csv")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        existed = os.path.exists(path) and os.path.getsize(path) > 0
-        self.file = open(path, "a" if append else "w", encoding="utf-8", newline="" if self.csv else None)
-        self.writer = None
-        if self.csv:
-            self.writer = csv.DictWriter(self.file, fieldnames=["path", "label", "score", "error"])
-            if not (append and existed):
-                self.writer.writeheader()
-                self.file.flush()
-
-    def write(self, row: dict) -> None:
-        if self.csv:
-            self.writer.writerow(_csv_safe(row))
-        else:
-            self.file.write(_json_line(row) + "\n")
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _json_line(row: dict) -> str:
-    line = json.dumps(row, ensure_ascii=False)
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:  # a file name that is not valid UTF-8: keep it as \udcxx escapes
-        line = json.dumps(row, ensure_ascii=True)
-    return line
-
-
-def _csv_safe(row: dict) -> dict:
-    return {k: (v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if isinstance(v, str) else v) for k, v in row.items()}
-
-
-def read_previous(path: str) -> tuple[list[dict], int]:
-    """Rows of an earlier run's output that hold a score, and how many rows are dropped
-    (error rows, to be retried, and a half-written last line of a crashed run)."""
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
-        return [], 0
-    kept, dropped = [], 0
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as file:
-        if path.lower().endswith(".csv"):
-            rows = list(csv.DictReader(file))
-        else:
-            rows = []
-            for line in file:
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    rows.append(None)
-    for row in rows:
-        score = _as_score(row.get("score")) if isinstance(row, dict) else None
-        if score is None or not row.get("path") or row.get("error"):
-            dropped += 1
-            continue
-        kept.append({"path": row["path"], "label": row.get("label"), "score": score})
-    return kept, dropped
-
-
-def _as_score(value) -> float | None:
-    try:
-        score = float(value)
-    except (TypeError, ValueError):
-        return None
-    return score if 0.0 <= score <= 1.0 else None
-
-
-def _rewrite(path: str, rows: list[dict]) -> None:
-    """Replace `path` by exactly `rows` (atomically: a crash leaves the old file or the new one)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    writer = ResultWriter(tmp, append=False)
-    try:
-        for row in rows:
-            writer.write(row)
-    finally:
-        writer.close()
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------------------------- table
 class Table:
     """Rows printed as they come, with the path column sized from the known inputs."""
@@ -195,14 +108,16 @@ class Table:
             self.header_done = True
         path = self._fit(_display(row["path"]))
         if row.get("error"):
-            write(f"{path:<{self.width}}  {'ERROR':<5}  {row['error']}")
+            write(f"{path:<{self.width}}  {'ERROR':<5}  {_display(row['error'])}")
         else:
             write(f"{path:<{self.width}}  {row['label']:<5}  {row['score']:.4f}")
 
 
-def _display(path: str) -> str:
-    """A path printable on any terminal (undecodable bytes of a name as \\x escapes)."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+def _display(text: str) -> str:
+    """A path (or message) printable on any terminal: undecodable bytes, control characters (a
+    newline would split the table, ESC sequences would reach the terminal), line separators and
+    bidirectional-text controls as visible escapes (`deepvrm.cli.results.printable`)."""
+    return printable(text)
 
 
 # ---------------------------------------------------------------------------------------- CLI
@@ -256,7 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         if os.path.isdir(args.output):
             return fail(f"--output {args.output} is a folder; give a file name ending in .jsonl or .csv")
-        kept, dropped = read_previous(args.output)
+        try:
+            kept, dropped = read_previous(args.output)  # refuses a file detect did not write
+        except NotDetectOutput as error:
+            return fail(str(error))
+        except OSError as error:
+            return fail(f"cannot read --output {args.output}: {error.strerror or error}")
     previous = {os.path.abspath(row["path"]) for row in kept}
     todo = [p for p in paths if os.path.abspath(p) not in previous]
     skipped = len(paths) - len(todo)
@@ -270,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if skipped:
         print(f"Skipping {skipped} file(s) already scored in {args.output}.", file=sys.stderr)
     if dropped:
-        _rewrite(args.output, kept)  # failed rows are retried below, not duplicated
+        rewrite(args.output, kept)  # failed and cut-off rows are retried below, not duplicated
 
     # Paths that matched nothing are failures of this run (reported and written), not usage errors.
     missing = [{"path": u, "error": "no such file, or a pattern that matched nothing"} for u in unmatched]
@@ -295,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             if "error" in row:
                 n_failed += 1
                 if table is None:
-                    print(f"deepvrm detect: {_display(row['path'])}: {row['error']}", file=sys.stderr)
+                    print(f"deepvrm detect: {_display(row['path'])}: {_display(row['error'])}", file=sys.stderr)
             else:
                 n_scored += 1
                 n_fake += row["label"] == "fake"

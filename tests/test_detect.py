@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -432,3 +433,215 @@ def test_command_line_entry_point(tmp_path, tiny_model_dir):
     assert result.returncode == 1, result.stderr
     assert "empty file" in result.stdout
     assert len(read_rows(out)) == 2
+
+
+# ---------------------------------------------------------------------------------------- non-finite scores
+def nan_model_folder(source, target):
+    """A copy of the model folder `source` whose final layer norm weight is NaN: every score is NaN."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, target)
+    weights = load_file(os.path.join(target, "model.safetensors"))
+    weights["model.norm.weight"][:] = float("nan")
+    save_file(weights, os.path.join(target, "model.safetensors"), metadata={"format": "pt"})
+    return target
+
+
+@pytest.fixture(scope="module")
+def nan_model_dir(tiny_model_dir, tmp_path_factory):
+    return nan_model_folder(tiny_model_dir, tmp_path_factory.mktemp("nan-model") / "model")
+
+
+def _strict_json(line: str):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_nan_scores_are_error_rows_not_verdicts(tmp_path, nan_model_dir, capsys):
+    for i in range(3):
+        noise(20, 20, seed=i).save(tmp_path / f"{i}.png")
+    for name in ("out.jsonl", "out.csv"):
+        out = tmp_path / "results" / name
+        code, stdout, stderr = run([tmp_path, "--model", nan_model_dir, "-o", out, "--no-progress"], capsys)
+        assert code == 1  # nothing was scored
+        assert not re.search(r"(real|fake)\s+nan", stdout)  # no "real  nan" verdict
+        assert stdout.count("ERROR") == 3 and "Scored 0 image(s)" in stderr and "3 could not be scored" in stderr
+        if name.endswith(".jsonl"):
+            rows = [_strict_json(line) for line in open(out, encoding="utf-8")]  # valid JSON: no NaN
+        else:
+            rows = list(csv.DictReader(open(out, newline="", encoding="utf-8")))
+            assert all(r["score"] == "" and r["label"] == "" for r in rows)
+        assert len(rows) == 3 and all("non-finite score" in r["error"] for r in rows)
+    # From Python: the same check for every user of the Detector.
+    detector = Detector.from_pretrained(nan_model_dir)
+    result = next(detector.score_paths([str(tmp_path / "0.png")]))
+    assert not result.ok and result.score is None and result.label is None and "non-finite" in result.error
+    with pytest.raises(ValueError, match="non-finite"):
+        detector.score_images([noise(16, 16)])
+
+
+def test_evaluate_counts_nan_scores_as_failed(tmp_path, nan_model_dir, capsys):
+    from deepvrm.cli import evaluate
+
+    for label in ("real", "fake"):
+        (tmp_path / "bench" / label).mkdir(parents=True)
+        for i in range(2):
+            noise(16, 16, seed=i).save(tmp_path / "bench" / label / f"{i}.png")
+    metrics, scores = tmp_path / "metrics.json", tmp_path / "scores.jsonl"
+    argv = [tmp_path / "bench", "--model", nan_model_dir, "-o", metrics, "--scores", scores, "--no-progress"]
+    code = evaluate.main([str(a) for a in argv])
+    _, err = capsys.readouterr()
+    assert code == 1 and "non-finite score" in err
+    result = _strict_json(metrics.read_text())["bench"]  # valid JSON
+    assert result["n_failed"] == 4 and result["n_real"] == 0 and result["n_fake"] == 0 and result["accuracy"] is None
+    rows = [_strict_json(line) for line in open(scores, encoding="utf-8")]
+    assert len(rows) == 4 and all("error" in r and "score" not in r for r in rows)
+
+
+# ---------------------------------------------------------------------------------------- output files: CSV, resume, refusals
+from deepvrm.cli.results import CSV_HEADER, csv_cell, from_csv_cell  # noqa: E402
+
+# Names a hostile folder holds: formulas, a leading quote or backslash, control characters, bytes that
+# are not UTF-8 (os.fsdecode: the str os.listdir gives for them).
+HOSTILE = [
+    '=HYPERLINK("evil.example?c=1","click").png', "+1.png", "-2.png", "@SUM(A1).png", "\ttab.png",
+    "'quoted.png", "''twice.png", "'\\looks-escaped.png", "back\\slash.png", "new\nline.png",
+    "\x1b[31mred.png", "x\u202egnp.png", os.fsdecode(b"caf\xe9.png"), "plain é 写真.png",
+]  # fmt: skip
+
+
+def test_csv_cells_are_formula_safe_and_reversible():
+    for text in HOSTILE + ["", "'", "=", "\rx", "\\\\server\\share\\a.png", "=a\\b\n", "\ud800"]:
+        cell = csv_cell(text)
+        assert from_csv_cell(cell) == text, (text, cell)
+        assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+        assert "\n" not in cell and "\r" not in cell and "\x1b" not in cell
+        cell.encode("utf-8")  # every cell is UTF-8 text
+    assert csv_cell("=HYPERLINK(1).png") == "'=HYPERLINK(1).png"  # OWASP: a leading quote, nothing else
+    assert csv_cell("photos/a.png") == "photos/a.png"
+    assert csv_cell(os.fsdecode(b"caf\xe9.png")) == "'\\caf\\xe9.png"
+
+
+def _csv_rows(path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a CSV file, which must be strict UTF-8 with one header."""
+    text = open(path, "rb").read().decode("utf-8")
+    assert text.endswith("\r\n")
+    lines = text.split("\r\n")[:-1]
+    rows = [next(csv.reader([line], strict=True)) for line in lines]
+    assert all(len(r) == 4 for r in rows)
+    return lines[0], rows[1:]
+
+
+def test_csv_resume_after_an_error_row_keeps_one_header_and_every_row_exact(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, name in enumerate(HOSTILE):
+        noise(20, 20, seed=i).save(os.path.join(os.fsencode(data), os.fsencode(name)), format="PNG")
+    (data / "broken.png").write_bytes(b"not yet an image")
+    monkeypatch.chdir(data)  # relative names: the cells begin with the names themselves
+    names = HOSTILE + ["broken.png"]
+    out = tmp_path / "results.csv"
+    argv = ["--model", tiny_model_dir, "-o", out, "--no-progress", "-q", "--"] + names  # "--": -2.png is a name
+    assert run(argv, capsys)[0] == 1
+    header, rows = _csv_rows(out)
+    assert header == CSV_HEADER and len(rows) == len(names)
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row)
+    assert [from_csv_cell(r[0]) for r in rows] == names  # every path exact, the non-UTF-8 one included
+    first = {from_csv_cell(r[0]): r for r in rows}
+    assert first["broken.png"][3] != "" and first['=HYPERLINK("evil.example?c=1","click").png'][0].startswith("'=")
+
+    noise(20, 20, seed=99).save(data / "broken.png", format="PNG")  # fixed
+    spy = Spy(monkeypatch)
+    assert run(argv, capsys)[0] == 0
+    assert spy.scored == ["broken.png"]  # the error row is retried, nothing else is scored again
+    header, rows = _csv_rows(out)
+    assert header == CSV_HEADER and sorted(from_csv_cell(r[0]) for r in rows) == sorted(names)  # one row each
+    again = {from_csv_cell(r[0]): r for r in rows}
+    assert all(again[n] == first[n] for n in HOSTILE)  # kept rows unchanged, cell for cell
+    assert float(again["broken.png"][2]) >= 0 and again["broken.png"][3] == ""
+
+    spy = Spy(monkeypatch)
+    assert run(argv, capsys)[0] == 0 and spy.scored == []  # every path recognised, so none scored twice
+    assert len(_csv_rows(out)[1]) == len(names)
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.jsonl"])
+def test_a_cut_off_last_line_is_rescored_not_taken_as_a_result(tmp_path, tiny_model_dir, capsys, monkeypatch, name):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        noise(20, 20, seed=i).save(data / f"{i}.png")
+    out = tmp_path / name
+    argv = [data, "--model", tiny_model_dir, "-o", out, "--no-progress"]
+    assert run(argv, capsys)[0] == 0
+    whole = out.read_bytes()
+    last = whole[: -1].rsplit(b"\n", 1)[1]  # the last row, without its line break
+    scored_last = str(data / "3.png")
+
+    def rows_of(path):
+        if name.endswith(".csv"):
+            header, rows = _csv_rows(path)
+            assert header == CSV_HEADER
+            return {from_csv_cell(r[0]): r[2] for r in rows}
+        return {r["path"]: repr(r["score"]) for r in map(_strict_json, open(path, encoding="utf-8"))}
+
+    expected = rows_of(out)
+    cut_in_score = last.index(b"0.") + 4  # a score cut to two digits still reads as a number
+    for cut in (len(whole) - len(last) - 1 + cut_in_score, len(whole) - 1 - (name.endswith(".csv"))):
+        out.write_bytes(whole[:cut])  # what a SIGKILL mid-write leaves (the second: only the line break lost)
+        spy = Spy(monkeypatch)
+        assert run(argv, capsys)[0] == 0
+        assert spy.scored == [scored_last]  # rescored, not read back shorter
+        assert rows_of(out) == expected  # parses, one row per image, the same full-precision scores
+        assert out.read_bytes().count(b"\n") == whole.count(b"\n")
+
+
+def test_output_onto_a_file_detect_did_not_write_is_refused(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    image = tmp_path / "x.png"
+    noise(20, 20).save(image)
+    others = {
+        "photo.png": encoded(noise(30, 30, seed=1), "PNG"),
+        "photo.jpg": encoded(noise(30, 30, seed=2), "JPEG"),
+        "train.jsonl": b'{"messages": [{"role": "user", "content": "<image>"}], "images": ["a.png"]}\n',
+        "train.json": b'[\n  {"messages": [], "images": ["a.png"]}\n]\n',
+        "one-line.json": b'{"messages": [], "images": ["a.png"]}',  # no line break at all
+        "notes.txt": b"hello",
+        "table.csv": b"name,value\r\n=1+1,2\r\n",
+        "scores.jsonl": b'{"path": "a.png", "dataset": "d", "subset": null, "label": 1, "perturbation": null, "score": 0.5}\n',
+        "detect-csv.jsonl": (CSV_HEADER + "\r\na.png,real,0.1,\r\n").encode(),  # ours, but not in the format its name says
+    }
+    monkeypatch.setattr(Detector, "from_pretrained", lambda *a, **k: pytest.fail("the model is not loaded for a refused --output"))
+    for name, content in others.items():
+        target = tmp_path / name
+        target.write_bytes(content)
+        code, _, err = run([image, "--model", tiny_model_dir, "-o", target], capsys)
+        assert code == 2, name
+        assert "not a `deepvrm detect` output" in err and "left as it is" in err, (name, err)
+        assert target.read_bytes() == content, name
+    assert "a name ending in .csv" in run([image, "--model", tiny_model_dir, "-o", tmp_path / "detect-csv.jsonl"], capsys)[2]
+    monkeypatch.undo()
+    # An empty file, a missing one and detect's own outputs are written to.
+    (tmp_path / "empty.csv").write_bytes(b"")
+    for name in ("empty.csv", "new.jsonl"):
+        assert run([image, "--model", tiny_model_dir, "-o", tmp_path / name], capsys)[0] == 0
+        assert run([image, "--model", tiny_model_dir, "-o", tmp_path / name], capsys)[2].count("Skipping 1 file") == 1
+
+
+def test_control_characters_in_names_are_escaped_in_the_table(tmp_path, tiny_model_dir, capsys):
+    names = ["new\nline.png", "\x1b[2J\x1b[31mred.png", "carriage\rreturn.png", "x\u202egnp.png"]
+    for i, name in enumerate(names):
+        noise(20, 20, seed=i).save(tmp_path / name, format="PNG")
+    (tmp_path / "bad\x1b]0;title\x07.jpg").write_bytes(b"")
+    code, stdout, _ = run([tmp_path, "--model", tiny_model_dir, "--no-progress"], capsys)
+    assert code == 1
+    lines = stdout.split("\n")[:-1]
+    assert len(lines) == 1 + len(names) + 1  # the header and one line per file: no name split the table
+    assert not any(c in stdout for c in "\x1b\r\x07\u202e")
+    assert "new\\nline.png" in stdout and "\\x1b[2J\\x1b[31mred.png" in stdout and "x\\u202egnp.png" in stdout
+    # -q: the failure goes to stderr, escaped too.
+    _, _, err = run([tmp_path / "bad\x1b]0;title\x07.jpg", "--model", tiny_model_dir, "-q"], capsys)
+    assert "\x1b" not in err and "bad\\x1b]0;title\\x07.jpg" in err
