@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(output, ignore_errors=True)
     model = DeepVRMForConditionalGeneration.from_pretrained(stage2_dir, dtype=torch.float32)
     model.to(torch.bfloat16).save_pretrained(output)
+    # The weights stay bfloat16 (small files); the config asks for float32, so that the Auto classes
+    # and the pipeline (dtype "auto": the config's) compute as `deepvrm detect` does on a CPU.
+    config_file = output / "config.json"
+    config_file.write_text(config_file.read_text().replace('"dtype": "bfloat16"', '"dtype": "float32"', 1))
     DeepVRMProcessor.from_pretrained(stage2_dir).save_pretrained(output)
     training_info = json.loads((stage2_dir / "deepvrm_training.json").read_text())
 

@@ -147,3 +147,23 @@ def test_training_file_keeps_each_real_next_to_its_reconstruction(tmp_path):
             assert b == a.replace("real/", "fake/autoencoder-")
     reals = [i for i, p in enumerate(paths) if "/real/" in p]
     assert len(reals) == 6 and all(i % 2 == 0 for i in reals)  # the odd ComfyUI image shifted no pair
+
+
+def test_auto_classes_and_pipeline_load_the_demo_model_in_float32_on_cpu():
+    """The weights are bfloat16 files; the config asks for float32, so the Auto classes and the
+    pipeline compute on a CPU as `deepvrm detect` does: the same P(fake), not one off in the third
+    decimal."""
+    import deepvrm  # noqa: F401
+    from PIL import Image
+    from transformers import AutoModelForImageClassification, pipeline
+
+    from deepvrm.inference.detector import Detector
+
+    assert AutoModelForImageClassification.from_pretrained(DEMO_MODEL).dtype == torch.float32
+    detector = pipeline("image-classification", model=str(DEMO_MODEL), device="cpu")
+    assert detector.model.dtype == torch.float32
+    paths = sorted(p for p in (REPO / "examples").iterdir() if p.suffix == ".png")
+    cli = Detector.from_pretrained(str(DEMO_MODEL), device="cpu")
+    for path, score in zip(paths, cli.score_images([Image.open(p) for p in paths])):
+        fake = next(r["score"] for r in detector(Image.open(path)) if r["label"] == "fake")
+        assert fake == pytest.approx(float(score), abs=1e-5), path.name
