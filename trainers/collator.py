@@ -16,7 +16,15 @@ word as the answer, so the answer position scores what `deepvrm detect` scores.
 
 Images of any size share a batch: Qwen2.5-VL's processor flattens each image's patches and keeps
 its grid in `image_grid_thw`. An image that cannot be read is left out of its batch with a warning
-naming the file; only a batch where every image fails stops training.
+naming the file; only a batch where every image fails stops training (`deepvrm train` checks every
+image before it starts, see trainers/checks.py).
+
+With `transformers.Trainer` directly (`from deepvrm.trainers import DeepVRMCollator`), samples are
+any `datasets.Dataset` rows with an `image` (a PIL image, a path, or datasets' Image feature) and a
+`label` (0 real / 1 fake, or the label word); pass `TrainingArguments(remove_unused_columns=False)`
+so that the Trainer keeps the `image` column for the collator. Rows already processed (per image
+`pixel_values` `[n_patches, patch_dim]` and `image_grid_thw`, e.g. from a `with_transform`) are
+concatenated as the model expects, whatever each image's grid (classification objective).
 """
 
 from __future__ import annotations
@@ -59,6 +67,12 @@ class DeepVRMCollator:
 
     # ------------------------------------------------------------------ images
     def _decode(self, features: list[dict]) -> tuple[list, list[dict]]:
+        if features and "image" not in features[0]:
+            raise KeyError(
+                f"'image': the samples reaching the collator hold {sorted(features[0])}, no image. With "
+                "transformers.Trainer pass TrainingArguments(remove_unused_columns=False): by default the Trainer "
+                "drops the columns the model's forward() does not name, the image among them."
+            )
         images, kept = [], []
         for index, feature in enumerate(features):
             try:
@@ -75,25 +89,52 @@ class DeepVRMCollator:
     def _answer(self, feature: dict) -> str:
         if feature.get("answer") and not self.eval_mode:
             return feature["answer"]
-        label = feature.get("label")
-        if label is None or label < 0:
+        label = self._label(feature)
+        if label is None:
             raise ValueError(f"{_where(feature)}: a training sample needs an answer or a label.")
         return self.labels[label]
 
     # ------------------------------------------------------------------ batches
+    def _label(self, feature: dict) -> int | None:
+        """0/1 from a sample's `label` (or `labels`): an integer, a bool or a label word."""
+        label = feature.get("label", feature.get("labels"))
+        if isinstance(label, torch.Tensor):
+            label = label.item()
+        if isinstance(label, str):
+            word = label.strip().lower()
+            label = self.labels.index(word) if word in self.labels else None
+        return None if label is None or int(label) < 0 else int(label)
+
     def __call__(self, features: list[dict]) -> dict:
+        if self.objective == "classification" and features and "pixel_values" in features[0]:
+            return self.processed_batch(features)
         images, features = self._decode(features)
         if self.objective == "classification":
-            for feature in features:
-                if feature.get("label") is None or feature["label"] < 0:
+            labels = [self._label(f) for f in features]
+            for feature, label in zip(features, labels):
+                if label is None:
                     raise ValueError(f"{_where(feature)}: the classification objective needs a label.")
             inputs = self.processor.image_processor(images=images, return_tensors="pt")
             return {
                 "pixel_values": inputs["pixel_values"],
                 "image_grid_thw": inputs["image_grid_thw"],
-                "labels": torch.tensor([f["label"] for f in features], dtype=torch.long),
+                "labels": torch.tensor(labels, dtype=torch.long),
             }
         return self.lm_batch(images, features)
+
+    def processed_batch(self, features: list[dict]) -> dict:
+        """Rows already through the image processor, one image each: their flattened patches
+        concatenated and their grids stacked (images of different grids may share the batch)."""
+        pixel_values = [torch.as_tensor(f["pixel_values"]) for f in features]
+        pixel_values = [p.reshape(-1, p.shape[-1]) for p in pixel_values]
+        grids = torch.stack([torch.as_tensor(f["image_grid_thw"]).reshape(-1, 3)[0] for f in features]).long()
+        batch = {"pixel_values": torch.cat(pixel_values), "image_grid_thw": grids}
+        labels = [self._label(f) for f in features]
+        if any(label is not None for label in labels):
+            if any(label is None for label in labels):
+                raise ValueError("a batch mixes samples with and without a label.")
+            batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        return batch
 
     def lm_batch(self, images: list, features: list[dict]) -> dict:
         tokenizer = self.processor.tokenizer
@@ -127,7 +168,7 @@ class DeepVRMCollator:
             "image_grid_thw": encoded["image_grid_thw"],
             "labels": labels,
             "class_labels": torch.tensor(
-                [-1 if f.get("label") is None else int(f["label"]) for f in features], dtype=torch.long
+                [-1 if (label := self._label(f)) is None else label for f in features], dtype=torch.long
             ),
         }
 
