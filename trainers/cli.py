@@ -42,12 +42,31 @@ def _given(argv: list[str]) -> set[str]:
     return names
 
 
+# TrainingArguments' deprecated names and the ones that replace them (transformers 5): the old
+# spellings keep working here, without the FutureWarning, and a recipe's value of one cannot
+# silently override the command line's value of the other.
+RENAMED = {"gradient_checkpointing": "activation_checkpointing", "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs"}
+
+
+def _renamed(argv: list[str]) -> list[str]:
+    out = []
+    for arg in argv:
+        if arg.startswith("--"):
+            name, sep, value = arg[2:].partition("=")
+            new = RENAMED.get(name.replace("-", "_"))
+            if new is not None:
+                arg = "--" + new + sep + value
+        out.append(arg)
+    return out
+
+
 def parse_args(argv: list[str]):
     """(model, data, recipe, training) arguments: dataclass defaults < recipe < command line."""
     import torch
 
     from .recipes import load_recipe
 
+    argv = _renamed(list(argv))
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--recipe")
     pre.add_argument("--stage", type=int)
@@ -56,6 +75,10 @@ def parse_args(argv: list[str]):
     recipe_name = known.recipe or (f"stage{known.stage}" if known.stage in (1, 2) else None)
     given = _given(argv)
     recipe = load_recipe(recipe_name) if recipe_name else {}
+    for old, new in RENAMED.items():
+        if old in recipe:
+            value = recipe.pop(old)
+            recipe.setdefault(new, value)
     if recipe:
         options = {action.dest for action in parser._actions}
         unknown = sorted(set(recipe) - options)
@@ -79,9 +102,9 @@ def parse_args(argv: list[str]):
 
         training_args.eval_strategy = IntervalStrategy.NO  # the recipe's schedule needs --eval-data
         training_args.do_eval = False
-    if training_args.gradient_checkpointing and not training_args.gradient_checkpointing_kwargs:
+    if training_args.activation_checkpointing and not training_args.activation_checkpointing_kwargs:
         # Non-reentrant checkpointing works with frozen inputs (LoRA) without enable_input_require_grads.
-        training_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
+        training_args.activation_checkpointing_kwargs = training_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
     if recipe_args.global_batch_size and "gradient_accumulation_steps" not in given:
         per_step = training_args.per_device_train_batch_size * max(1, training_args.world_size)
         steps = max(1, round(recipe_args.global_batch_size / per_step))
@@ -91,6 +114,8 @@ def parse_args(argv: list[str]):
                 recipe_args.global_batch_size, per_step, steps * per_step,
             )
         training_args.gradient_accumulation_steps = steps
+        # train() lets a derived accumulation follow the data when the data is smaller than the batch.
+        recipe_args.derived_accumulation = steps
     return model_args, data_args, recipe_args, training_args
 
 

@@ -106,9 +106,16 @@ def lora_config(model: nn.Module, targets, r: int, alpha: int, dropout: float = 
 def apply_lora(model: nn.Module, targets, r: int, alpha: int, dropout: float = 0.0, **config_kwargs):
     """Wrap `model` with LoRA on `targets`; everything else is frozen, except the gated fusion's gate
     (see `lora_config`). `config_kwargs` go to `LoraConfig`."""
+    import warnings
+
     from peft import get_peft_model
 
-    return get_peft_model(model, lora_config(model, targets, r, alpha, dropout, **config_kwargs))
+    config = lora_config(model, targets, r, alpha, dropout, **config_kwargs)
+    with warnings.catch_warnings():
+        # PEFT reads transformers' deprecated `is_gradient_checkpointing` (a FutureWarning of
+        # transformers 5 that no caller of ours can act on).
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 __all__ = ["TARGETS", "lora_target_regex", "fusion_modules_to_save", "lora_config", "apply_lora"]

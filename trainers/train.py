@@ -132,19 +132,32 @@ def _dataset_name(source: str, taken: set[str]) -> str:
     return unique
 
 
-def build_datasets(data_args: DataArguments, objective: str):
-    """(train dataset, {name: eval dataset}) in the schema of `trainers.data`."""
+def build_datasets(data_args: DataArguments, objective: str, stage: int | None = None):
+    """(train dataset, {name: eval dataset}) in the schema of `trainers.data`, checked (see
+    `trainers.checks`): unreadable images are named once and left out, samples without a label stop
+    a classification run, one class only stops it too, and what each source holds is logged."""
+    from collections import Counter
+
     import datasets
 
+    from .checks import check_classes, check_source
     from .data import load_dataset_source
 
     train = None
     if data_args.train_data:
-        parts = [load_dataset_source(s, data_args.image_column, data_args.label_column, image_root=data_args.image_root) for s in data_args.train_data]
+        parts, remaining = [], data_args.max_train_samples
+        for source in data_args.train_data:
+            if remaining is not None and remaining <= 0:
+                break
+            part = load_dataset_source(source, data_args.image_column, data_args.label_column, image_root=data_args.image_root)
+            if remaining is not None:
+                part = part.select(range(min(remaining, len(part))))
+                remaining -= len(part)
+            part = check_source(source, part, objective, role="training")
+            _check_training_samples(part, objective)
+            parts.append(part)
         train = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-        if data_args.max_train_samples is not None:
-            train = train.select(range(min(data_args.max_train_samples, len(train))))
-        _check_training_samples(train, objective)
+        check_classes(Counter(train["label"]), objective, stage)
     evals: dict = {}
     taken: set[str] = set()
     for source in data_args.eval_data:
@@ -154,6 +167,7 @@ def build_datasets(data_args: DataArguments, objective: str):
             logger.warning("%s: %d of %d samples have no label and are not evaluated.", source, len(dataset) - len(labelled), len(dataset))
         if len(labelled) == 0:
             raise ValueError(f"{source}: no labelled samples to evaluate.")
+        labelled = check_source(source, labelled, objective, role="evaluation")
         name = _dataset_name(source, taken)
         subsets = sorted({s for s in labelled["subset"] if s is not None})
         if data_args.eval_by_subset and subsets:
@@ -207,6 +221,83 @@ def _resume_point(training_args):
     return None
 
 
+def finished_run(training_args) -> dict | None:
+    """The recorded training metrics when `output_dir` holds a run that already reached the steps
+    (or epochs) asked for, else None. Rerunning it would resume at its end, train zero steps and
+    overwrite its records with that; `--resume-from-checkpoint no` (start over) or an explicit
+    checkpoint goes ahead."""
+    import json
+
+    output_dir = Path(training_args.output_dir or ".")
+    results, state_file = output_dir / "train_results.json", output_dir / "trainer_state.json"
+    if not (results.is_file() and state_file.is_file()):
+        return None
+    resume = training_args.resume_from_checkpoint
+    if resume and not (isinstance(resume, str) and resume.lower() in ("true", "yes", "last")):
+        return None  # "no" (start over) or a checkpoint named on purpose
+    try:
+        state, metrics = json.loads(state_file.read_text()), json.loads(results.read_text())
+    except (OSError, ValueError):
+        return None
+    step, epoch = state.get("global_step") or 0, state.get("epoch") or 0.0
+    if training_args.max_steps and training_args.max_steps > 0:
+        done = step >= training_args.max_steps
+    else:
+        done = epoch >= training_args.num_train_epochs - 1e-6
+    if not done:
+        return None
+    logger.warning(
+        "%s holds a finished run (%d steps, %.3g epochs; train_results.json): nothing to train, its records are kept. "
+        "To start over, pass --resume-from-checkpoint no (it is then replaced) or choose another --output-dir; "
+        "to train on, raise --max-steps or --num-train-epochs.",
+        output_dir, step, epoch,
+    )
+    return metrics
+
+
+def fit_global_batch(recipe: RecipeArguments, training_args, n_samples: int) -> None:
+    """A recipe's global batch larger than the training data would make every optimizer step a
+    pass (or several) over the data, cut short at the epoch's end: the global batch then follows the
+    data (gradient accumulation derived from the data's size instead), and says so."""
+    per_step = training_args.per_device_train_batch_size * max(1, training_args.world_size)
+    accumulation = training_args.gradient_accumulation_steps
+    if per_step * accumulation <= n_samples:
+        return
+    derived = getattr(recipe, "derived_accumulation", None) == accumulation and recipe.global_batch_size
+    if derived:
+        steps = max(1, n_samples // per_step)
+        training_args.gradient_accumulation_steps = steps
+        logger.warning(
+            "The global batch of %d is more than the %d training samples: using %d (%d per step x %d accumulation), "
+            "so that an optimizer step is at most one pass over the data (--global-batch-size sets it).",
+            recipe.global_batch_size, n_samples, per_step * steps, per_step, steps,
+        )
+    elif accumulation > 1:
+        logger.warning(
+            "A global batch of %d (%d per step x %d accumulation) is more than the %d training samples: every "
+            "optimizer step is one whole pass over the data, cut short at its end.",
+            per_step * accumulation, per_step, accumulation, n_samples,
+        )
+
+
+def fit_dataloader(training_args) -> None:
+    """No more data-loading workers than CPU cores, and pinned memory only with an accelerator
+    (both would only warn, every run or every step)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if training_args.dataloader_num_workers > cores:
+        logger.info("Data loading: %d workers (one per CPU core) instead of %d.", cores, training_args.dataloader_num_workers)
+        training_args.dataloader_num_workers = cores
+    if training_args.dataloader_pin_memory and not _has_accelerator():
+        training_args.dataloader_pin_memory = False
+
+
+def _has_accelerator() -> bool:
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and hasattr(accelerator, "is_available"):
+        return bool(accelerator.is_available())
+    return torch.cuda.is_available()
+
+
 def train(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeArguments, training_args, callbacks=None) -> dict:
     """Run one stage; returns the training metrics (and the final evaluation's, if any).
 
@@ -223,6 +314,13 @@ def train(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeAr
         return {}
     if not data_args.train_data:
         raise ValueError("--train-data is required (JSON/JSONL files or image folders).")
+    finished = finished_run(training_args)
+    if finished is not None:
+        return finished
+    # All data is read and checked before the model loads (seconds, not a loaded model, to find a typo).
+    train_dataset, eval_datasets = build_datasets(data_args, recipe.objective, model_args.stage)
+    fit_global_batch(recipe, training_args, len(train_dataset))
+    fit_dataloader(training_args)
     set_seed(training_args.seed)  # a preset's random weights are then the same in every run (and resume)
     peft_model = build_peft_model(model_args, recipe)
     peft_model.print_trainable_parameters()
@@ -233,7 +331,6 @@ def train(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeAr
         labels = ["real", "fake"]
     answer_token_ids = [processor.tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in labels]
 
-    train_dataset, eval_datasets = build_datasets(data_args, recipe.objective)
     collator = DeepVRMCollator(processor, objective=recipe.objective, labels=tuple(labels))
     eval_collator = DeepVRMCollator(processor, objective=recipe.objective, labels=tuple(labels), eval_mode=True)
     if not eval_datasets:
@@ -274,7 +371,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeAr
     }
     save_final_model(trainer, processor, recipe.save_adapter_only, info)
     if collator.skipped:
-        logger.warning("%d training images could not be read and were skipped, e.g. %s", len(collator.skipped), collator.skipped[0])
+        skipped = list(dict.fromkeys(collator.skipped))  # each image once, however many epochs met it
+        logger.warning("%d training images could not be decoded and were skipped, e.g. %s", len(skipped), skipped[0])
     return metrics
 
 
