@@ -12,21 +12,24 @@ from deepvrm import DeepVRMConfig
 from deepvrm.inference.devices import DTYPES, torch_dtype
 
 from .presets import preset_config
-from deepvrm.modeling_deepvrm import DeepVRMForConditionalGeneration
-from deepvrm.processing_deepvrm import DeepVRMImageProcessor, DeepVRMProcessor
+from deepvrm.modeling_deepvrm import deepvrm_class
+from deepvrm.processing_deepvrm import DeepVRMImageProcessor, DeepVRMProcessor, chat_template_for
 
 
 def build_processor(config: DeepVRMConfig, tokenizer=None) -> DeepVRMProcessor:
-    """The processor matching a config; the presets with an offline tokenizer need none given."""
+    """The processor matching a config of any backbone (its pixel budget, patch size, normalisation
+    and chat template); the presets with an offline tokenizer need none given."""
+    backbone = getattr(config, "backbone", "qwen2_5_vl")
     if tokenizer is None:
         from deepvrm.configuration.tokenizer import build_tiny_tokenizer
 
         if config.text_config.vocab_size > 4096:
-            raise ValueError("This config needs its own tokenizer (e.g. Qwen2.5-VL's); pass `tokenizer=`.")
-        tokenizer = build_tiny_tokenizer()
+            raise ValueError(f"This config needs its own tokenizer (its {backbone} checkpoint's); pass `tokenizer=`.")
+        tokenizer = build_tiny_tokenizer(backbone)
     return DeepVRMProcessor(
         image_processor=DeepVRMImageProcessor.from_config(config),
         tokenizer=tokenizer,
+        chat_template=chat_template_for(backbone),
         prompt=config.prompt,
         system_prompt=config.system_prompt,
     )
@@ -90,7 +93,7 @@ def init_model_folder(
     output_dir = Path(output_dir)
     config = preset_config(preset, **config_overrides)
     torch.manual_seed(seed)
-    model = DeepVRMForConditionalGeneration(config)
+    model = deepvrm_class(config.backbone, "generation")(config)
     init_patch_embedding_(model, patch_embedding, config.vision_config.initializer_range, seed=seed)
     model = model.to(torch_dtype(dtype))
     processor = build_processor(config)
@@ -115,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in {"injection_layer": args.injection_layer, "fusion": args.fusion}.items() if v is not None}
     if args.preset.startswith("qwen"):
-        parser.error(f"{args.preset} needs Qwen2.5-VL's tokenizer and ~{'35' if '7b' in args.preset else '17'} GB; "
-                     "build it from a real checkpoint with DeepVRMForConditionalGeneration.from_base_model(...) instead.")
+        parser.error(f"{args.preset} is the shape of a released checkpoint: it needs that checkpoint's tokenizer and "
+                     "weights; build it from the checkpoint with DeepVRMForConditionalGeneration.from_base_model(...) instead.")
     path = init_model_folder(args.preset, args.output, seed=args.seed, dtype=args.dtype,
                              patch_embedding=args.patch_embedding, **overrides)  # fmt: skip
     print(f"Wrote a random {args.preset} Deep-VRM model to {path}")

@@ -1,7 +1,13 @@
-"""The offline tokenizer of the `tiny` and `small` presets: a small byte-level BPE with
-Qwen2.5-VL's special tokens, trained in well under a second from a fixed corpus (tests, demos and
-CPU benchmarks never download a tokenizer). Not part of a model folder's code: a saved folder holds
-the trained `tokenizer.json` itself.
+"""The offline tokenizer of the small presets: a small byte-level BPE with its backbone's special
+tokens, trained in well under a second from a fixed corpus (tests, demos and CPU benchmarks never
+download a tokenizer). Not part of a model folder's code: a saved folder holds the trained
+`tokenizer.json` itself.
+
+Qwen2.5-VL, Qwen3-VL and Qwen3.5 tokenizers share the fourteen special tokens of `QWEN_SPECIAL_TOKENS`
+in that order (Qwen2.5-VL/Qwen3-VL from id 151643, Qwen3.5 from 248044); Qwen3's also have the
+thinking tokens `<think>` / `</think>` that Qwen3.5's chat template writes before every answer. The
+tiny tokenizer of a backbone has those tokens at ids 0.. in the same order, and the backbone's chat
+template (`deepvrm.processing_deepvrm.chat_template_for`).
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import functools
 
 from deepvrm.configuration_deepvrm import DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
-from deepvrm.processing_deepvrm import CHAT_TEMPLATE, IMAGE_TOKEN, VIDEO_TOKEN, VISION_END, VISION_START
+from deepvrm.processing_deepvrm import IMAGE_TOKEN, VIDEO_TOKEN, VISION_END, VISION_START, chat_template_for
 
 QWEN_SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -27,7 +33,13 @@ QWEN_SPECIAL_TOKENS = (
     "<|image_pad|>",
     "<|video_pad|>",
 )
+QWEN3_THINKING_TOKENS = ("<think>", "</think>")
 TINY_VOCAB_SIZE = 1024
+
+
+def special_tokens(backbone: str = "qwen2_5_vl") -> tuple[str, ...]:
+    """The special tokens of a backbone's tiny tokenizer, in id order."""
+    return QWEN_SPECIAL_TOKENS + (QWEN3_THINKING_TOKENS if backbone in ("qwen3_vl", "qwen3_5") else ())
 
 
 def _tiny_corpus() -> list[str]:
@@ -46,8 +58,8 @@ def _tiny_corpus() -> list[str]:
     return phrasings * 20 + [f"{a}\n" for a in answers] * 50 + [f"\n{a}" for a in answers] * 50
 
 
-@functools.lru_cache(maxsize=1)
-def _tiny_tokenizer_json() -> str:
+@functools.lru_cache(maxsize=4)
+def _tiny_tokenizer_json(backbone: str = "qwen2_5_vl") -> str:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE())
@@ -56,7 +68,7 @@ def _tiny_tokenizer_json() -> str:
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
         vocab_size=TINY_VOCAB_SIZE,
-        special_tokens=list(QWEN_SPECIAL_TOKENS),
+        special_tokens=list(special_tokens(backbone)),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -64,18 +76,19 @@ def _tiny_tokenizer_json() -> str:
     return tok.to_str()
 
 
-def build_tiny_tokenizer():
-    """A small byte-level BPE tokenizer with Qwen2.5-VL's special tokens (ids 0..13, in Qwen's
-    order) and single-token answers. Built offline in well under a second, always the same."""
+def build_tiny_tokenizer(backbone: str = "qwen2_5_vl"):
+    """A small byte-level BPE tokenizer with the backbone's special tokens (ids 0..13 in Qwen's
+    order, then Qwen3's thinking tokens), the backbone's chat template, and single-token answers.
+    Built offline in well under a second, always the same."""
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(_tiny_tokenizer_json()),
+        tokenizer_object=Tokenizer.from_str(_tiny_tokenizer_json(backbone)),
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        additional_special_tokens=list(QWEN_SPECIAL_TOKENS[1:]),
-        chat_template=CHAT_TEMPLATE,
+        additional_special_tokens=list(special_tokens(backbone)[1:]),
+        chat_template=chat_template_for(backbone),
         model_max_length=32768,
         padding_side="left",  # the answer position is then the last one for every row
     )

@@ -91,3 +91,60 @@ def test_default_config_is_the_papers_7b_model():
     config = DeepVRMConfig()
     assert config.text_config.hidden_size == 3584 and config.text_config.num_hidden_layers == 28
     assert config.vision_config.out_hidden_size == 3584 and config.injection_layer == 16
+
+
+@pytest.mark.parametrize(
+    "preset, stock, low_level",
+    [
+        # The stock model's parameters (the backbone's transformers class on the meta device), see
+        # configuration/presets.py for the sources; Deep-VRM adds a copy of the vision tower.
+        ("qwen3-vl-2b", 2_127_532_032, 406_957_056),  # Hub: 2.13B
+        ("qwen3-vl-4b", 4_437_815_808, 415_347_712),  # Hub: 4.44B
+        ("qwen3-vl-8b", 8_767_123_696, 576_388_336),  # Hub: 8.77B
+        ("qwen3.5-0.8b", 852_985_920, 100_592_896),  # without the checkpoint's MTP head (unused by transformers)
+        ("qwen3.5-2b", 2_213_241_664, 331_416_576),
+        ("qwen3.5-4b", 4_539_265_536, 333_514_240),
+        ("qwen3.5-9b", 9_409_813_744, 456_010_480),  # language model alone 8,953,803,264 (llama.cpp: 8.95B)
+    ],
+)
+def test_backbone_presets_have_exact_parameter_counts(preset, stock, low_level):
+    import deepvrm
+
+    config = preset_config(preset)
+    backbone = {"qwen3-vl": "qwen3_vl", "qwen3.5": "qwen3_5"}[preset.rsplit("-", 1)[0]]
+    assert config.backbone == backbone and config.model_type == f"deepvrm_{backbone}"
+    with torch.device("meta"):
+        model = deepvrm.deepvrm_class(backbone, "generation")(config)
+        base = deepvrm.deepvrm_class(backbone, "stock")(
+            type(config).__mro__[2](**{k: v for k, v in config.to_dict().items() if k not in ("model_type", "auto_map")})
+        )
+    assert sum(p.numel() for p in base.parameters()) == stock
+    assert sum(p.numel() for p in model.model.visual_low_level.parameters()) == low_level
+    assert sum(p.numel() for p in model.parameters()) == stock + low_level
+    if preset == "qwen3.5-9b":
+        assert sum(p.numel() for p in base.model.language_model.parameters()) + base.lm_head.weight.numel() == 8_953_803_264
+    layers = config.text_config.num_hidden_layers
+    assert config.injection_layer == round(layers * 16 / 28)  # the paper's relative depth
+    assert config.system_prompt is None  # Qwen3-VL's and Qwen3.5's templates have no default system turn
+    assert config.vision_config.patch_size == 16
+
+
+@pytest.mark.parametrize("preset", ["tiny-qwen3-vl", "tiny-qwen3.5"])
+def test_tiny_backbone_presets_carry_their_prompt_ids_and_tokens(preset):
+    from deepvrm.configuration.init_model import build_processor
+
+    config = preset_config(preset)
+    assert config.has_prompt_ids and len(config.answer_token_ids) == 2
+    processor = build_processor(config)
+    tokenizer = processor.tokenizer
+    assert tokenizer.convert_tokens_to_ids("<|image_pad|>") == config.image_token_id
+    assert tokenizer.convert_tokens_to_ids("</think>") == 15
+    prefix = tokenizer.decode(config.prompt_prefix_ids)
+    suffix = tokenizer.decode(config.prompt_suffix_ids)
+    assert prefix.startswith("<|im_start|>user\n") and "system" not in prefix
+    assert suffix.endswith("<|im_start|>assistant\n" + ("<think>\n\n</think>\n\n" if preset == "tiny-qwen3.5" else ""))
+    # The prompt with an answer is the prompt, then the answer as the one token that is scored.
+    image = __import__("conftest").random_image(64, 64)
+    prompt = processor.detection_inputs([image])["input_ids"][0].tolist()
+    answered = processor.detection_inputs([image], answers=["fake"])["input_ids"][0].tolist()
+    assert answered[: len(prompt)] == prompt and answered[len(prompt)] == config.answer_token_ids[1]
