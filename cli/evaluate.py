@@ -13,7 +13,9 @@ one row per generator, `"<benchmark>/<generator>"`, and `"<benchmark>/mean"`, th
 generators that papers report; reals shared by generators are scored once.
 
 `--output` writes `{"<dataset>": {accuracy, real_accuracy, fake_accuracy, average_precision,
-roc_auc, n_real, n_fake, n_failed}, "<dataset>/<generator>": {...}, ...}`; with `--perturb` the
+roc_auc, best_accuracy, best_threshold, n_real, n_fake, n_failed}, "<dataset>/<generator>": {...},
+...}` (the numbers of the `evaluate` metric module `deepvrm.trainers.metrics.METRIC_PATH`; best_*:
+the accuracy at the threshold best for that data, and that threshold); with `--perturb` the
 same for each perturbed copy under `"perturbations": {"jpeg:95": {...}, ...}`. Values that a
 dataset cannot define (ROC-AUC of a fake-only set) are null and print as "n/a".
 
@@ -39,7 +41,8 @@ from deepvrm.trainers.benchmarks import BENCHMARKS, MEAN
 
 TABLE_COLUMNS = (
     ("n_real", "real"), ("n_fake", "fake"), ("accuracy", "acc"), ("real_accuracy", "real_acc"),
-    ("fake_accuracy", "fake_acc"), ("average_precision", "AP"), ("roc_auc", "ROC-AUC"), ("n_failed", "failed"),
+    ("fake_accuracy", "fake_acc"), ("average_precision", "AP"), ("roc_auc", "ROC-AUC"), ("best_accuracy", "best_acc"),
+    ("n_failed", "failed"),
 )  # fmt: skip
 PERTURBATIONS_KEY = "perturbations"
 

@@ -76,15 +76,20 @@ def test_metrics_per_dataset_and_generator_equal_hand_computed_values(tmp_path, 
     assert everything["accuracy"] == 0.75 and everything["n_real"] == 4 and everything["n_fake"] == 4
     assert everything["roc_auc"] == pytest.approx(15 / 16)  # only 0.4 (fake) < 0.6 (real) is misordered
     assert everything["average_precision"] == pytest.approx((1 + 1 + 1 + 4 / 5) / 4)
+    # Best threshold: sd right 3 of 4 at 0.4 (the real 0.6 wrong) and at 0.7 (the fake 0.4 wrong), 0.4
+    # nearer 0.5; mj all right at 0.8; everything 7 of 8 at 0.4 (only the real 0.6 wrong) or 0.7.
+    assert (sd["best_accuracy"], sd["best_threshold"]) == (0.75, 0.4)
+    assert (mj["best_accuracy"], mj["best_threshold"]) == (1.0, 0.8)
+    assert (everything["best_accuracy"], everything["best_threshold"]) == (7 / 8, 0.4)
     # Fake-only: what is defined is reported, the rest is null, nothing crashes.
     assert fake_only == {
         "accuracy": 0.5, "real_accuracy": None, "fake_accuracy": 0.5, "average_precision": None,
-        "roc_auc": None, "n_real": 0, "n_fake": 2, "n_failed": 0,
+        "roc_auc": None, "best_accuracy": None, "best_threshold": None, "n_real": 0, "n_fake": 2, "n_failed": 0,
     }  # fmt: skip
     # The printed table holds the same numbers.
     table = {line.split()[0]: line.split() for line in stdout.splitlines()[2:]}
-    assert table["bench/sd"][1:] == ["2", "2", "0.5000", "0.5000", "0.5000", "0.8333", "0.7500", "0"]
-    assert table["fakes"][1:] == ["0", "2", "0.5000", "n/a", "0.5000", "n/a", "n/a", "0"]
+    assert table["bench/sd"][1:] == ["2", "2", "0.5000", "0.5000", "0.5000", "0.8333", "0.7500", "0.7500", "0"]
+    assert table["fakes"][1:] == ["0", "2", "0.5000", "n/a", "0.5000", "n/a", "n/a", "n/a", "0"]
 
 
 def test_failed_images_are_left_out_and_counted(tmp_path, tiny_model_dir, capsys):

@@ -75,3 +75,27 @@ def test_recipes_and_accelerate_configs_are_package_data_of_the_wheel(wheel_site
     message = result["no_demo_model"]
     assert "demo model is not installed" in message and str(wheel_site) in message
     assert "clone" in message and "--model Kaiqing/Deep-VRM-Qwen-25-VL-7B" in message
+
+
+METRIC_CHECK = r"""
+import json
+import evaluate
+from deepvrm.trainers.metrics import METRIC_PATH, binary_metrics
+
+metric = evaluate.load(METRIC_PATH)
+print(json.dumps({"path": METRIC_PATH, "module": metric.compute(references=[0, 1], predictions=[0.2, 0.7]),
+                  "binary_metrics": binary_metrics([0, 1], [0.2, 0.7])}))
+"""
+
+
+@pytest.mark.slow  # a fresh Python importing evaluate (and through it torch): ~10 s on 2 cores
+def test_the_evaluate_metric_module_is_package_data_of_the_wheel(wheel_site, tmp_path):
+    env_home = tmp_path / "hf-home"
+    done = subprocess.run([sys.executable, "-c", METRIC_CHECK], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(wheel_site), "HF_HUB_OFFLINE": "1", "HF_HOME": str(env_home)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert Path(result["path"]).is_relative_to(wheel_site)
+    assert {p.name for p in Path(result["path"]).iterdir()} >= {"ai_image_detection.py", "README.md", "requirements.txt", "app.py"}
+    assert result["module"] == result["binary_metrics"]
+    assert (result["module"]["accuracy"], result["module"]["roc_auc"], result["module"]["best_threshold"]) == (1.0, 1.0, 0.7)

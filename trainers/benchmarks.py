@@ -37,7 +37,7 @@ from deepvrm.trainers.data import Sample, check_no_stray_folders, label_of_name,
 
 BENCHMARKS = ("genimage", "cnnspot", "synthbuster", "drct2m")
 DEFAULT_SPLITS = {"genimage": "val", "drct2m": "val2017"}  # the benchmarks that have splits
-RATE_FIELDS = ("accuracy", "real_accuracy", "fake_accuracy", "average_precision", "roc_auc")
+RATE_FIELDS = ("accuracy", "real_accuracy", "fake_accuracy", "average_precision", "roc_auc", "best_accuracy")
 MEAN = "mean"
 
 
@@ -203,13 +203,15 @@ def _add(benchmark: Benchmark, generator: Path, samples: list[Sample], shared: l
 # ---------------------------------------------------------------------------------------- the mean row
 def mean_metrics(per_generator: dict[str, dict], benchmark: Benchmark, scores: dict[str, float | None]) -> dict:
     """The row papers report under the generators: each rate (accuracy, real/fake accuracy, AP,
-    ROC-AUC) averaged over the generators, unweighted (None when a generator does not define it);
+    ROC-AUC, best-threshold accuracy) averaged over the generators, unweighted (None when a
+    generator does not define it; best_threshold None, each generator has its own);
     the counts are of distinct images (shared reals once), `n_failed` those without a score."""
     rows = [per_generator[key] for key in benchmark.groups()]
     result: dict = {}
     for name in RATE_FIELDS:
         values = [row.get(name) for row in rows]
         result[name] = None if not values or any(v is None for v in values) else sum(values) / len(values)
+    result["best_threshold"] = None  # each generator's own; their mean is no threshold anyone used
     images: dict[str, Sample] = {}
     for samples in benchmark.generators.values():
         for sample in samples:

@@ -1,11 +1,20 @@
 """Detection metrics of P(fake) scores: the numbers the paper and AIGCDetectBenchmark report.
 
+They are defined once, in the `evaluate` metric module shipped in this package
+(`ai_image_detection/ai_image_detection.py`, its metric card beside it), which this module loads
+with `evaluate.load(METRIC_PATH)`; `deepvrm evaluate` and the Trainer's `compute_metrics` both go
+through it, and the same folder can be pushed to the Hub as an evaluate metric Space.
+
+    METRIC_PATH                         the module's folder: `evaluate.load(METRIC_PATH)` (offline)
+    detection_metric()                  that loaded metric, once per process
     binary_metrics(labels, p_fake, threshold=0.5) -> dict
         accuracy          fraction of images labelled correctly (fake when P(fake) >= threshold)
         real_accuracy     accuracy on the real images (None without real images)
         fake_accuracy     accuracy on the fake images (None without fake images)
         average_precision AP of P(fake) with "fake" as the positive class (None unless both classes)
         roc_auc           area under the ROC curve of P(fake) (None unless both classes)
+        best_accuracy     accuracy at the best threshold for the data (None unless both classes)
+        best_threshold    that threshold (None unless both classes)
         n_real, n_fake    how many images of each class
 
     compute_metrics(eval_pred) -> dict
@@ -14,49 +23,41 @@
 
 Labels: 0 real, 1 fake. Undefined values (e.g. ROC-AUC of a fake-only dataset) are None, never an
 error or a silent 0.5. AP and ROC-AUC are scikit-learn's (`average_precision_score`,
-`roc_auc_score`), which is what `evaluate.load("roc_auc")` wraps, computed here offline.
+`roc_auc_score`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-METRIC_NAMES = ("accuracy", "real_accuracy", "fake_accuracy", "average_precision", "roc_auc", "n_real", "n_fake")
+METRIC_PATH = str(Path(__file__).resolve().parent / "ai_image_detection")
+METRIC_NAMES = (
+    "accuracy", "real_accuracy", "fake_accuracy", "average_precision", "roc_auc",
+    "best_accuracy", "best_threshold", "n_real", "n_fake",
+)  # fmt: skip
+
+
+@functools.cache
+def detection_metric():
+    """The shipped metric module, loaded by `evaluate.load` of its folder (no network: a local
+    path is copied into the modules cache and imported). Kept in memory: no cache files."""
+    import evaluate
+
+    return evaluate.load(METRIC_PATH, keep_in_memory=True)
 
 
 def binary_metrics(labels: Sequence[int], p_fake: Sequence[float], threshold: float = 0.5) -> dict:
-    """Metrics of P(fake) scores against 0/1 labels (see the module docstring)."""
-    labels = np.asarray(labels)
-    scores = np.asarray(p_fake, dtype=np.float64)
-    if labels.ndim != 1 or scores.ndim != 1 or len(labels) != len(scores):
-        raise ValueError(f"labels and scores must be two 1-D sequences of one length, got shapes {labels.shape} and {scores.shape}.")
-    if len(labels) and not np.isin(labels, (0, 1)).all():
-        bad = sorted(set(labels[~np.isin(labels, (0, 1))].tolist()))[:5]
-        raise ValueError(f"labels must be 0 (real) or 1 (fake), got {bad}.")
-    if not np.isfinite(scores).all():
-        raise ValueError("scores must be finite probabilities (got NaN or infinity).")
-    labels = labels.astype(np.int64)
-    predicted = (scores >= threshold).astype(np.int64)
-    correct = predicted == labels
-    real, fake = labels == 0, labels == 1
-    n_real, n_fake = int(real.sum()), int(fake.sum())
-    result = {
-        "accuracy": float(correct.mean()) if len(labels) else None,
-        "real_accuracy": float(correct[real].mean()) if n_real else None,
-        "fake_accuracy": float(correct[fake].mean()) if n_fake else None,
-        "average_precision": None,
-        "roc_auc": None,
-        "n_real": n_real,
-        "n_fake": n_fake,
-    }
-    if n_real and n_fake:
-        from sklearn.metrics import average_precision_score, roc_auc_score
-
-        result["average_precision"] = float(average_precision_score(labels, scores))
-        result["roc_auc"] = float(roc_auc_score(labels, scores))
-    return result
+    """Metrics of P(fake) scores against 0/1 labels (see the module docstring): the metric
+    module's `compute`. Raises ValueError on labels other than 0/1, scores that are not finite, or
+    sequences of different lengths."""
+    labels, p_fake = np.asarray(labels), np.asarray(p_fake)
+    if labels.ndim != 1 or p_fake.ndim != 1 or len(labels) != len(p_fake):
+        raise ValueError(f"labels and scores must be two 1-D sequences of one length, got shapes {labels.shape} and {p_fake.shape}.")
+    return detection_metric().compute(references=labels, predictions=p_fake, threshold=threshold)
 
 
 def softmax_fake(logits, fake_index: int = 1) -> np.ndarray:
@@ -89,4 +90,4 @@ def compute_metrics(eval_pred, threshold: float = 0.5) -> dict:
     return {name: value for name, value in metrics.items() if value is not None}
 
 
-__all__ = ["METRIC_NAMES", "binary_metrics", "compute_metrics", "softmax_fake"]
+__all__ = ["METRIC_NAMES", "METRIC_PATH", "binary_metrics", "compute_metrics", "detection_metric", "softmax_fake"]
