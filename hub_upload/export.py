@@ -136,16 +136,17 @@ def check_weights(config, keys) -> None:
     from transformers.conversion_mapping import get_checkpoint_conversion_mapping
     from transformers.core_model_loading import apply_renamings
 
-    from deepvrm import DeepVRMForConditionalGeneration
+    from deepvrm import deepvrm_class
 
+    model_class = deepvrm_class(config.backbone, "generation")
     with torch.device("meta"):
-        expected = set(DeepVRMForConditionalGeneration(config).state_dict())
-    renamings = get_checkpoint_conversion_mapping("DeepVRMForConditionalGeneration") or []
+        expected = set(model_class(config).state_dict())
+    renamings = get_checkpoint_conversion_mapping(model_class.__name__) or []
     present = {apply_renamings(key, renamings) for key in keys}
     tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
     if missing := sorted(k for k in expected - present - tied if not k.endswith("fusion.gate")):  # a new gate starts at 0
         shown = ", ".join(missing[:6]) + (f", ... ({len(missing)} in all)" if len(missing) > 6 else "")
-        hint = " It has no low-level encoder: is it a plain Qwen2.5-VL model? Build a Deep-VRM with from_base_model first."
+        hint = f" It has no low-level encoder: is it a plain {config.backbone} model? Build a Deep-VRM with from_base_model first."
         raise ExportError(f"The weights miss parameters of the model: {shown}.{hint if any('visual_low_level' in k for k in missing) else ''}")
 
 
@@ -238,8 +239,8 @@ def write_export(model_dir, folder, *, repo_id=None, adapter_only=False, base_mo
     that are not re-sharded instead of copying them (for an upload, which reads them the same)."""
     from transformers.dynamic_module_utils import custom_object_save
 
-    from deepvrm import DeepVRMConfig, DeepVRMForConditionalGeneration
-    from deepvrm.configuration_deepvrm import AUTO_MAP
+    from deepvrm import DeepVRMConfig, DeepVRMForConditionalGeneration, deepvrm_class
+    from deepvrm.configuration_deepvrm import AUTO_MAPS
 
     from .model_card import public_training_record, render_card
 
@@ -255,7 +256,7 @@ def write_export(model_dir, folder, *, repo_id=None, adapter_only=False, base_mo
         try:
             export.config = DeepVRMConfig.from_pretrained(model_dir)
         except Exception as error:  # strict validation, unreadable JSON, ...
-            raise ExportError(f"{model_dir}/config.json is not a valid Deep-VRM (or Qwen2.5-VL) config: {error}") from error
+            raise ExportError(f"{model_dir}/config.json is not a valid Deep-VRM (or Qwen2.5-VL, Qwen3-VL, Qwen3.5) config: {error}") from error
     config, processor_dir = export.config, Path(processor_dir).expanduser() if processor_dir else None
 
     if not adapter_only:
@@ -294,7 +295,8 @@ def write_export(model_dir, folder, *, repo_id=None, adapter_only=False, base_mo
             (folder / TRAINING_INFO).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         base_dir = Path(known).expanduser() if isinstance(known, str) else None
         base_config = _read_json(base_dir / "config.json", strict=False) if base_dir else None
-        export.base_kind = "deepvrm" if (base_config or {}).get("model_type", training.get("base_kind")) == "deepvrm" else "qwen2_5_vl"
+        base_type = (base_config or {}).get("model_type", training.get("base_kind"))
+        export.base_kind = "deepvrm" if str(base_type).startswith("deepvrm") else "qwen2_5_vl"
         source = processor_dir or next((d for d in (model_dir, base_dir) if d and d.is_dir() and _has_tokenizer(d)), None)
         processor = _processor(source, config) if source is not None else None
 
@@ -305,7 +307,8 @@ def write_export(model_dir, folder, *, repo_id=None, adapter_only=False, base_mo
             processor.configure_model(config)
         processor.save_pretrained(folder)
     if config is not None:
-        config.auto_map, config.architectures = dict(AUTO_MAP), config.architectures or ["DeepVRMForConditionalGeneration"]
+        generation_class = deepvrm_class(config.backbone, "generation")
+        config.auto_map, config.architectures = dict(AUTO_MAPS[config.backbone]), config.architectures or [generation_class.__name__]
         config.save_pretrained(folder)
     custom_object_save(DeepVRMForConditionalGeneration, folder)
 

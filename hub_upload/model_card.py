@@ -25,13 +25,19 @@ METRIC_NAMES = {
     "average_precision": "Average precision (fake = positive)",
     "roc_auc": "ROC-AUC",
 }
-TAGS = ["deepvrm", "ai-generated-image-detection", "image-forensics", "deepfake-detection", "qwen2_5_vl", "custom_code"]
+TAGS = ["deepvrm", "ai-generated-image-detection", "image-forensics", "deepfake-detection", "custom_code"]
+BACKBONE_NAMES = {"qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl": "Qwen3-VL", "qwen3_5": "Qwen3.5"}
+
+
+def _backbone(info) -> str:
+    """The stock model_type of the export's backbone (Qwen2.5-VL when the card knows no config)."""
+    return getattr(info.config, "backbone", None) or (info.training or {}).get("backbone") or "qwen2_5_vl"
 
 
 def _license(info) -> dict:
     if info.license:
         return {"license": info.license}
-    if info.config is not None and info.config.text_config.hidden_size == 2048:
+    if info.config is not None and _backbone(info) == "qwen2_5_vl" and info.config.text_config.hidden_size == 2048:
         # Qwen2.5-VL-3B ships under the Qwen research license, not Apache-2.0.
         return {"license": "other", "license_name": "qwen-research",
                 "license_link": "https://huggingface.co/Qwen/Qwen2.5-VL-3B-Instruct/blob/main/LICENSE"}  # fmt: skip
@@ -54,7 +60,7 @@ def card_data(info):
         for key, label in METRIC_NAMES.items()
         if isinstance(m.get(key), (int, float)) and not isinstance(m.get(key), bool)
     ]
-    tags = TAGS + (["lora", "peft"] if info.kind == "adapter" else [])
+    tags = TAGS[:4] + [_backbone(info)] + TAGS[4:] + (["lora", "peft"] if info.kind == "adapter" else [])
     datasets = [d for d in info.datasets if is_hub_id(d)]
     return ModelCardData(
         library_name="peft" if info.kind == "adapter" else "transformers",
@@ -127,6 +133,7 @@ def render_card(info) -> str:
         adapter=info.kind == "adapter",
         paper=PAPER,
         config=config,
+        backbone=BACKBONE_NAMES[_backbone(info)],
         injection_layer=getattr(config, "injection_layer", None) or training.get("injection_layer"),
         fusion=getattr(config, "fusion", None) or training.get("fusion") or "mean",
         parameters=f"{info.parameters:,}" if info.parameters else None,

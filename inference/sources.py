@@ -7,15 +7,20 @@ One resolver for every tool that loads a model (detect, evaluate, probe, attribu
 
 Kinds (`ModelSource.kind`):
 
-    "deepvrm"      a deepvrm folder or repo (config `model_type: deepvrm`)
+    "deepvrm"      a deepvrm folder or repo of any backbone (config `model_type: deepvrm`,
+                   `deepvrm_qwen3_vl` or `deepvrm_qwen3_5`)
     "official"     the official release's layout: `model_type: qwen2_5_vl` plus `visual_low_level.*`
                    weights (e.g. Kaiqing/Deep-VRM-Qwen-25-VL-7B); our classes load it as Deep-VRM
+                   (a stock Qwen3-VL / Qwen3.5 config beside low-level weights reads the same way)
     "qwen2_5_vl"   a plain Qwen2.5-VL (no low-level tower): a base to build Deep-VRM from
+    "qwen3_vl"     a plain Qwen3-VL, likewise
+    "qwen3_5"      a plain Qwen3.5, likewise
     "adapter"      a PEFT adapter folder (`adapter_config.json`, no `config.json`), as
                    `deepvrm train --save-adapter-only` writes; only where `adapters=True`
 
-A `qwen2_5_vl` checkpoint whose weight names cannot be listed (no safetensors index or header to
-read) is "qwen2_5_vl" with `weights_listed=False`: whether it is official is known only on loading.
+`ModelSource.backbone` names the backbone of the first five (`qwen2_5_vl`, `qwen3_vl`, `qwen3_5`).
+A plain checkpoint whose weight names cannot be listed (no safetensors index or header to read)
+keeps its base kind with `weights_listed=False`: whether it is official is known only on loading.
 
 A name that is not a path on this machine is tried on the Hub only when it has a Hub id's form
 (`owner/name`); `--model tiny2` (a mistyped folder) is reported as a missing folder, not as a
@@ -37,25 +42,28 @@ OFFICIAL_MODEL = "Kaiqing/Deep-VRM-Qwen-25-VL-7B"
 # The demo model lives in the repository (examples/demo-model, beside the package folders); an
 # editable install (`pip install -e .`, `make install`) finds it there, a wheel does not carry it.
 DEFAULT_MODEL = str(Path(__file__).resolve().parent.parent / "examples" / "demo-model")
-LOW_LEVEL_PREFIX = "visual_low_level."  # the official layout's low-level tower (our folders save it so too)
-KINDS = ("deepvrm", "official", "qwen2_5_vl", "adapter")
+LOW_LEVEL_PREFIX = "visual_low_level."  # the official layout's low-level tower (our Qwen2.5-VL folders save it so too)
+BASE_KINDS = ("qwen2_5_vl", "qwen3_vl", "qwen3_5")  # plain checkpoints of the supported backbones
+KINDS = ("deepvrm", "official", *BASE_KINDS, "adapter")
+DEEPVRM_MODEL_TYPES = {"deepvrm": "qwen2_5_vl", "deepvrm_qwen3_vl": "qwen3_vl", "deepvrm_qwen3_5": "qwen3_5"}
 
 
 @dataclass(frozen=True)
 class ModelSource:
     """A resolved model argument: `name` (a folder, `~` expanded, or a Hub id), `local` (a folder
-    here), `kind` (see the module docstring) and whether its weight names could be read."""
+    here), `kind` (see the module docstring), whether its weight names could be read, and its backbone."""
 
     name: str
     local: bool
     kind: str
     weights_listed: bool = True
+    backbone: str | None = None
 
     @property
     def is_deepvrm(self) -> bool | None:
         """True for Deep-VRM checkpoints (ours and the official layout), False for plain bases and
         adapters, None when only loading can tell (a qwen2_5_vl whose weights could not be listed)."""
-        if self.kind == "qwen2_5_vl" and not self.weights_listed:
+        if self.kind in BASE_KINDS and not self.weights_listed:
             return None
         return self.kind in ("deepvrm", "official")
 
@@ -105,14 +113,16 @@ def resolve_model(name: str | os.PathLike, adapters: bool = False) -> ModelSourc
             raise ModelLoadError(f"{name} is a folder but holds no config.json: not a model folder.")
     config_dict = _config_dict(name, local)
     model_type = config_dict.get("model_type")
-    if model_type == "deepvrm":
-        return ModelSource(name, local, "deepvrm")
-    if model_type != "qwen2_5_vl":
-        raise ModelLoadError(f"{name}: model_type {model_type!r}; expected a Deep-VRM or a Qwen2.5-VL checkpoint.")
+    if model_type in DEEPVRM_MODEL_TYPES:
+        return ModelSource(name, local, "deepvrm", backbone=DEEPVRM_MODEL_TYPES[model_type])
+    if model_type not in BASE_KINDS:
+        raise ModelLoadError(f"{name}: model_type {model_type!r}; expected a Deep-VRM checkpoint or a plain "
+                             "Qwen2.5-VL, Qwen3-VL or Qwen3.5 one.")  # fmt: skip
     names = weight_names(name, local)
     if names is None:
-        return ModelSource(name, local, "qwen2_5_vl", weights_listed=False)
-    return ModelSource(name, local, "official" if any(n.startswith(LOW_LEVEL_PREFIX) for n in names) else "qwen2_5_vl")
+        return ModelSource(name, local, model_type, weights_listed=False, backbone=model_type)
+    official = any(n.startswith((LOW_LEVEL_PREFIX, "model." + LOW_LEVEL_PREFIX)) for n in names)
+    return ModelSource(name, local, "official" if official else model_type, backbone=model_type)
 
 
 def hub_error(name: str, error: BaseException) -> ModelLoadError:
@@ -207,6 +217,7 @@ def _parameter_count(folder: str) -> int | None:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "BASE_KINDS",
     "KINDS",
     "ModelLoadError",
     "ModelSource",

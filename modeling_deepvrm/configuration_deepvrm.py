@@ -327,6 +327,12 @@ class DeepVRMConfigMixin:
 
 def _base_to_deepvrm_dict(config_dict: dict, cls=None) -> dict:
     config_dict = {k: v for k, v in config_dict.items() if k not in ("model_type", "architectures", "auto_map")}
+    if cls is not None and cls.backbone != "qwen2_5_vl" and "injection_layer" not in config_dict:
+        # No official release to follow: the paper's relative depth, 16 of 28 layers.
+        text = config_dict.get("text_config") or {}
+        layers = text.get("num_hidden_layers") if isinstance(text, dict) else getattr(text, "num_hidden_layers", None)
+        if layers:
+            config_dict["injection_layer"] = min(layers - 1, max(1, round(layers * 16 / 28)))
     config_dict.setdefault("injection_layer", OFFICIAL_INJECTION_LAYER)
     config_dict.setdefault("fusion", OFFICIAL_FUSION)
     # Stock configs carry a generic LABEL_0/LABEL_1 map; ours names the two answers.

@@ -22,8 +22,11 @@ import copy
 import torch
 from torch import nn
 
-# The stage-2 recipe's LoRA targets in a Qwen2.5-VL vision tower.
-LORA_TARGET_SUFFIXES = ("attn.qkv", "attn.proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "merger.mlp.0", "merger.mlp.2")
+# The stage-2 recipe's LoRA targets in a vision tower: Qwen2.5-VL's block MLP (gate/up/down_proj) and
+# merger (mlp.0/mlp.2), Qwen3-VL's and Qwen3.5's (linear_fc1/linear_fc2 in both). Qwen3-VL's DeepStack
+# mergers (`deepstack_merger_list.N.linear_fc1`) do not match: the low-level tower's are unused.
+LORA_TARGET_SUFFIXES = ("attn.qkv", "attn.proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "mlp.linear_fc1",
+                        "mlp.linear_fc2", "merger.mlp.0", "merger.mlp.2", "merger.linear_fc1", "merger.linear_fc2")  # fmt: skip
 
 
 def lora_target_names(tower: nn.Module) -> list[str]:

@@ -1,12 +1,19 @@
 """Which linear layers get LoRA, by name of the model part ("target"), as the recipes say.
 
-Targets (names relative to `Qwen2_5_VLForConditionalGeneration` / `DeepVRMFor*`):
+Targets (names relative to the stock `*ForConditionalGeneration` / `DeepVRM*For*` of every backbone):
 
-    language_model                  every linear of every decoder layer (q, k, v, o, gate, up, down)
+    language_model                  every linear of every decoder layer (q, k, v, o, gate, up, down;
+                                    Qwen3.5's linear-attention layers: in_proj_qkv, in_proj_z,
+                                    in_proj_b, in_proj_a, out_proj instead of q, k, v, o)
     language_model_from_injection   the same, for decoder layers injection_layer .. N-1 only
-    visual_low_level                every linear of the low-level encoder: each block's qkv, proj,
-                                    gate_proj, up_proj, down_proj, and the merger's mlp.0 / mlp.2
-    visual                          the same for the semantic vision tower (not in the paper)
+    visual_low_level                every linear of the low-level encoder that Deep-VRM uses: each
+                                    block's qkv, proj and MLP (Qwen2.5-VL: gate_proj, up_proj,
+                                    down_proj; Qwen3-VL/3.5: linear_fc1, linear_fc2), and the merger's
+                                    (mlp.0 / mlp.2; linear_fc1 / linear_fc2). Qwen3-VL's DeepStack
+                                    mergers are left out: the low-level tower's DeepStack features
+                                    are never used, so LoRA there would train nothing
+    visual                          the same for the semantic vision tower, DeepStack mergers
+                                    included (they feed the decoder; not in the paper)
 
 `lora_target_regex` turns targets into one regular expression for `LoraConfig(target_modules=...)`
 (PEFT full-matches it against module names), and checks that it selects exactly every
@@ -25,8 +32,10 @@ from torch import nn
 
 TARGETS = ("language_model", "language_model_from_injection", "visual_low_level", "visual")
 
-_LM_LINEARS = r"(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
-_TOWER_LINEARS = r"(blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(gate|up|down)_proj)|merger\.mlp\.(0|2))"
+_LM_LINEARS = r"(self_attn\.(q|k|v|o)_proj|linear_attn\.(in_proj_(qkv|z|b|a)|out_proj)|mlp\.(gate|up|down)_proj)"
+_TOWER_LINEARS = (r"(blocks\.\d+\.(attn\.(qkv|proj)|mlp\.((gate|up|down)_proj|linear_fc(1|2)))"
+                  r"|merger\.(mlp\.(0|2)|linear_fc(1|2)))")
+_DEEPSTACK_LINEARS = r"deepstack_merger_list\.\d+\.linear_fc(1|2)"  # Qwen3-VL's semantic tower only
 
 
 def _layer_indices(model, target: str) -> list[int]:
@@ -46,8 +55,10 @@ def _part(model, target: str) -> tuple[str, str, nn.Module]:
     if target in ("language_model", "language_model_from_injection"):
         layers = "|".join(str(i) for i in _layer_indices(model, target))
         return "model.language_model.layers.", rf"model\.language_model\.layers\.({layers})\.{_LM_LINEARS}", layers
-    if target in ("visual_low_level", "visual"):
+    if target == "visual_low_level":
         return f"model.{target}.", rf"model\.{target}\.{_TOWER_LINEARS}", None
+    if target == "visual":
+        return f"model.{target}.", rf"model\.{target}\.({_TOWER_LINEARS}|{_DEEPSTACK_LINEARS})", None
     raise ValueError(f"Unknown LoRA target {target!r}; choose from {TARGETS}.")
 
 
@@ -67,7 +78,9 @@ def lora_target_regex(model: nn.Module, targets: list[str] | tuple[str, ...]) ->
             keep = set(layers.split("|"))
             expected = {n for n in linear_names if n.startswith(prefix) and n[len(prefix) :].split(".")[0] in keep}
         else:
-            expected = {n for n in linear_names if n.startswith(prefix)}
+            # (the low-level tower's DeepStack mergers are unused, so not expected)
+            unused = ".deepstack_merger_list." if target == "visual_low_level" else None
+            expected = {n for n in linear_names if n.startswith(prefix) and not (unused and unused in n)}
         if selected != expected:
             missed = sorted(expected - selected)[:5]
             raise ValueError(f"LoRA target {target!r} does not cover every linear layer of its part (missed: {missed}).")

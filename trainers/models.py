@@ -2,15 +2,17 @@
 
 `--model` may be
 
-- a preset name (`tiny`, `small`: random weights, for tests and demos; `qwen2.5-vl-3b/7b`: the shape
-  only, built on the meta device, for `--dry-run`);
-- a Qwen2.5-VL folder or Hub id (e.g. `Qwen/Qwen2.5-VL-7B-Instruct`, or a stage-1 output);
-- a Deep-VRM folder (ours, or the official release's layout);
+- a preset name (`tiny`, `small`, `tiny-qwen3-vl`, `tiny-qwen3.5`: random weights, for tests and demos;
+  `qwen2.5-vl-3b/7b`, `qwen3-vl-2b/4b/8b`, `qwen3.5-0.8b/2b/4b/9b`: the shape only, built on the meta
+  device, for `--dry-run`);
+- a plain Qwen2.5-VL, Qwen3-VL or Qwen3.5 folder or Hub id (e.g. `Qwen/Qwen2.5-VL-7B-Instruct`,
+  `Qwen/Qwen3-VL-2B-Instruct`, or a stage-1 output);
+- a Deep-VRM folder of any backbone (ours, or the official release's layout);
 - an adapter folder written by `deepvrm train --save-adapter-only` (its base is rebuilt and the
   adapter merged).
 
-Stage 1 trains the stock base (`Qwen2_5_VLForConditionalGeneration`; a Deep-VRM folder gives up its
-low-level tower). Stage 2 trains Deep-VRM built from it: `from_base_model` copies `visual` into
+Stage 1 trains the stock base (`Qwen2_5_VLForConditionalGeneration`, `Qwen3VLForConditionalGeneration`
+or `Qwen3_5ForConditionalGeneration`; a Deep-VRM folder gives up its low-level tower). Stage 2 trains Deep-VRM built from it: `from_base_model` copies `visual` into
 `visual_low_level`; a Deep-VRM folder is used as it is.
 """
 
@@ -42,19 +44,27 @@ def is_preset(name: str) -> bool:
     return name in preset_names() and not Path(name).exists()
 
 
-def stock_config(config: DeepVRMConfig):
-    """The plain Qwen2.5-VL config of a Deep-VRM config (the stage-1 model's)."""
-    from transformers import Qwen2_5_VLConfig
+def stock_class(config):
+    """The backbone's own transformers class (`*ForConditionalGeneration`) of a config."""
+    from deepvrm import deepvrm_class
+    from deepvrm.configuration_deepvrm import backbone_of
 
-    stock_fields = set(Qwen2_5_VLConfig().to_dict())
-    drop = {"auto_map", "model_type", "architectures"} | (set(DeepVRMConfig().to_dict()) - stock_fields - set(_CARRIED))
-    return Qwen2_5_VLConfig(**{k: v for k, v in config.to_dict().items() if k not in drop})
+    return deepvrm_class(backbone_of(config.model_type), "stock")
+
+
+def stock_config(config: DeepVRMConfig):
+    """The plain config of the backbone of a Deep-VRM config (the stage-1 model's)."""
+    config_class = stock_class(config).config_class
+    stock_fields = set(config_class().to_dict())
+    drop = {"auto_map", "model_type", "architectures"} | (set(type(config)().to_dict()) - stock_fields - set(_CARRIED))
+    return config_class(**{k: v for k, v in config.to_dict().items() if k not in drop})
 
 
 def model_kind(path: str) -> str:
-    """"preset", "adapter", "deepvrm" (ours or the official release's layout) or "qwen2_5_vl" (a
-    plain base), told apart by `deepvrm.inference.sources.resolve_model`; `ValueError` saying why
-    for anything else (a missing folder, a folder that is no model, another model type)."""
+    """"preset", "adapter", "deepvrm" (ours of any backbone, or the official release's layout) or the
+    base's backbone, "qwen2_5_vl", "qwen3_vl" or "qwen3_5" (a plain base), told apart by
+    `deepvrm.inference.sources.resolve_model`; `ValueError` saying why for anything else (a missing
+    folder, a folder that is no model, another model type)."""
     if is_preset(path):
         return "preset"
     try:
@@ -67,17 +77,18 @@ def model_kind(path: str) -> str:
         return "adapter"
     # The official layout (a qwen2_5_vl config with visual_low_level.* weights) is a Deep-VRM:
     # stage 2 keeps its trained low-level tower, stage 1 takes its base.
-    return "deepvrm" if source.is_deepvrm else "qwen2_5_vl"
+    return "deepvrm" if source.is_deepvrm else source.kind
 
 
 def load_stage1_model(path: str, dtype="auto", meta: bool = False, attn_implementation: str | None = None):
-    """The stock Qwen2.5-VL model stage 1 trains."""
-    from transformers import Qwen2_5_VLForConditionalGeneration
+    """The stock model of the backbone that stage 1 trains."""
+    from transformers import AutoConfig
 
     kind = model_kind(path)
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     if kind == "preset":
-        return _preset_model(Qwen2_5_VLForConditionalGeneration, stock_config(preset_config(path)), path, dtype, meta, attn_implementation)
+        config = stock_config(preset_config(path))
+        return _preset_model(stock_class(config), config, path, dtype, meta, attn_implementation)
     if kind == "adapter":
         return load_adapter_folder(path, dtype=dtype)
     if kind == "deepvrm":
@@ -88,7 +99,7 @@ def load_stage1_model(path: str, dtype="auto", meta: bool = False, attn_implemen
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # its visual_low_level.* weights are unused here, as intended
         try:
-            model, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            model, info = stock_class(config).from_pretrained(
                 path, config=config, dtype=torch_dtype(dtype), output_loading_info=True, **kwargs
             )
         finally:
@@ -98,7 +109,7 @@ def load_stage1_model(path: str, dtype="auto", meta: bool = False, attn_implemen
 
             raise MissingWeightsError(f"{path} is missing weights of the base model: {sorted(info['missing_keys'])[:8]}")
         return model
-    return Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch_dtype(dtype), **kwargs)
+    return stock_class(AutoConfig.from_pretrained(path)).from_pretrained(path, dtype=torch_dtype(dtype), **kwargs)
 
 
 def load_stage2_model(
@@ -110,15 +121,17 @@ def load_stage2_model(
     meta: bool = False,
     attn_implementation: str | None = None,
 ):
-    """The Deep-VRM model stage 2 trains (`DeepVRMForConditionalGeneration`, or
-    `DeepVRMForImageClassification` for the classification objective)."""
-    from deepvrm import DeepVRMForConditionalGeneration, DeepVRMForImageClassification
+    """The Deep-VRM model stage 2 trains (the backbone's `*ForConditionalGeneration`, or
+    `*ForImageClassification` for the classification objective)."""
+    from deepvrm import DeepVRMForConditionalGeneration, DeepVRMForImageClassification, deepvrm_class, is_deepvrm_model
 
     cls = DeepVRMForImageClassification if objective == "classification" else DeepVRMForConditionalGeneration
     overrides = {k: v for k, v in {"injection_layer": injection_layer, "fusion": fusion}.items() if v is not None}
     kind = model_kind(path)
     if kind == "preset":
-        return _preset_model(cls, preset_config(path, **overrides), path, dtype, meta, attn_implementation)
+        config = preset_config(path, **overrides)
+        role = "classification" if objective == "classification" else "generation"
+        return _preset_model(deepvrm_class(config.backbone, role), config, path, dtype, meta, attn_implementation)
     if kind == "deepvrm":
         kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
         if overrides:
@@ -127,11 +140,11 @@ def load_stage2_model(
         if model.model.shares_vision_tower:
             model.model.to_separate_tower()  # exact; the recipe's LoRA targets the separate tower
         return model
-    # A Qwen2.5-VL model (stage 1's output, a Hub base or a stage-1 adapter): build Deep-VRM from it.
+    # A plain base (stage 1's output, a Hub base or a stage-1 adapter): build Deep-VRM from it.
     base = load_adapter_folder(path, dtype=dtype) if kind == "adapter" else load_stage1_model(
         path, dtype=dtype, attn_implementation=attn_implementation
     )
-    if not isinstance(base, (DeepVRMForConditionalGeneration, DeepVRMForImageClassification)):
+    if not is_deepvrm_model(base):
         model = cls.from_base_model(base, injection_layer=injection_layer, fusion=fusion or "mean")
         if not model.config.has_prompt_ids and kind != "adapter":
             _fill_prompt_ids(model.config, path)
@@ -163,11 +176,19 @@ def _float_dtype(dtype):
     return torch.float32 if dtype == "auto" else dtype
 
 
+PRESET_CHECKPOINTS = {
+    "qwen2.5-vl-3b": "Qwen/Qwen2.5-VL-3B-Instruct", "qwen2.5-vl-7b": "Qwen/Qwen2.5-VL-7B-Instruct",
+    "qwen3-vl-2b": "Qwen/Qwen3-VL-2B-Instruct", "qwen3-vl-4b": "Qwen/Qwen3-VL-4B-Instruct",
+    "qwen3-vl-8b": "Qwen/Qwen3-VL-8B-Instruct", "qwen3.5-0.8b": "Qwen/Qwen3.5-0.8B", "qwen3.5-2b": "Qwen/Qwen3.5-2B",
+    "qwen3.5-4b": "Qwen/Qwen3.5-4B", "qwen3.5-9b": "Qwen/Qwen3.5-9B",
+}  # fmt: skip
+
+
 def _refuse_random_large(name: str):
     if name.startswith("qwen"):
         raise ValueError(
-            f"The {name} preset is a shape without weights: train from a checkpoint instead "
-            f"(e.g. --model Qwen/Qwen2.5-VL-{'7' if '7b' in name else '3'}B-Instruct), or use --dry-run."
+            f"The {name} preset is a shape without weights: train from its checkpoint instead "
+            f"(e.g. --model {PRESET_CHECKPOINTS.get(name, 'Qwen/Qwen2.5-VL-7B-Instruct')}), or use --dry-run."
         )
 
 
@@ -190,8 +211,10 @@ def load_processor(path: str, config=None):
 
     if config is None:
         config = DeepVRMConfig.from_pretrained(path)
-    elif not isinstance(config, DeepVRMConfig):
-        config = DeepVRMConfig.from_qwen2_5_vl_config(config)
+    elif not hasattr(config, "injection_layer"):
+        from deepvrm.configuration_deepvrm import CONFIG_CLASSES, backbone_of
+
+        config = CONFIG_CLASSES[backbone_of(config.model_type)].from_base_config(config)
     return build_processor(config, tokenizer=AutoTokenizer.from_pretrained(path))
 
 
