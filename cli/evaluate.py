@@ -37,6 +37,7 @@ from pathlib import Path
 from deepvrm.cli.detect import _display, progress_bar
 from deepvrm.cli.options import UsageError, add_model_arguments, add_scoring_arguments, check_model_arguments, load_detector
 from deepvrm.cli.tables import markdown_table, text_table
+from deepvrm.inference.processes import Processes, unshare
 from deepvrm.trainers.benchmarks import BENCHMARKS, MEAN
 
 TABLE_COLUMNS = (
@@ -339,6 +340,28 @@ def print_tables(result: dict, benchmark) -> None:
         print(metrics_text_table(generators, first_header=header))
 
 
+def read_inputs(args) -> tuple[dict[str, list], object, list[str]]:
+    """(groups of labelled samples, the --benchmark or None, the distinct images to score, shared
+    reals once) of the DATA and --benchmark arguments; notes go to stderr. Raises UsageError."""
+    benchmark = read_benchmark_argument(args)
+    datasets = read_datasets(args.data, args.image_root, reserved=(benchmark.name,) if benchmark else ())
+    labelled, n_unlabelled = [], 0
+    for name, samples in datasets:
+        keep = [s for s in samples if s.label in (0, 1)]
+        n_unlabelled += len(samples) - len(keep)
+        if keep:
+            labelled.append((name, keep))
+    if n_unlabelled:
+        print(f"deepvrm evaluate: {n_unlabelled} sample(s) without a label are left out.", file=sys.stderr)
+    if not labelled and benchmark is None:
+        raise UsageError("no labelled samples in " + ", ".join(args.data) + " (need real/fake folders, a label field or an assistant answer)")
+    groups = group_samples(labelled)
+    if benchmark is not None:
+        groups.update(benchmark.groups())
+    images = list(dict.fromkeys(s.image for samples in groups.values() for s in samples))  # shared reals once
+    return groups, benchmark, images
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -364,61 +387,68 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(error))
     if args.report and report_available():
         return fail(report_available())  # before hours of scoring, not after
-    try:
-        benchmark = read_benchmark_argument(args)
-        datasets = read_datasets(args.data, args.image_root, reserved=(benchmark.name,) if benchmark else ())
-    except UsageError as error:
-        return fail(str(error))
 
-    labelled, n_unlabelled = [], 0
-    for name, samples in datasets:
-        keep = [s for s in samples if s.label in (0, 1)]
-        n_unlabelled += len(samples) - len(keep)
-        if keep:
-            labelled.append((name, keep))
-    if n_unlabelled:
-        print(f"deepvrm evaluate: {n_unlabelled} sample(s) without a label are left out.", file=sys.stderr)
-    if not labelled and benchmark is None:
-        return fail("no labelled samples in " + ", ".join(args.data) + " (need real/fake folders, a label field or an assistant answer)")
-    groups = group_samples(labelled)
-    if benchmark is not None:
-        groups.update(benchmark.groups())
-    images = list(dict.fromkeys(s.image for samples in groups.values() for s in samples))  # shared reals once
+    # Under `accelerate launch --num_processes N` the main process reads the data and hands the
+    # image list to the others; each scores its share and the main process merges the scores.
+    processes = Processes.start(args.device)
+    groups = benchmark = images = None
+    problem = None
+    if processes.is_main:
+        try:
+            groups, benchmark, images = read_inputs(args)
+        except UsageError as error:
+            problem = str(error)
+    problem, images = processes.broadcast((problem, images))
+    if problem:
+        return fail(problem) if processes.is_main else 2
 
     try:
-        detector = load_detector(args)
+        detector = load_detector(args, processes)
     except UsageError as error:
         return fail(str(error))
 
     conditions: list[tuple[str | None, Callable | None]] = [(None, None)] + [(p.name, p) for p in perturbations]
-    bar = progress_bar(len(images) * len(conditions), args.no_progress, "evaluate")
+    mine = processes.share(range(len(images)))
+    if processes.distributed and processes.is_main:
+        print(f"deepvrm evaluate: scoring {len(images)} image(s) on {processes.describe()}.", file=sys.stderr)
+    bar = progress_bar(len(mine) * len(conditions), args.no_progress, "evaluate") if processes.is_main else None
     scores_file = None
-    if args.scores:
+    if args.scores and processes.is_main:
         Path(args.scores).parent.mkdir(parents=True, exist_ok=True)
         scores_file = open(args.scores, "w", encoding="utf-8")
     by_image = {}
-    for samples in groups.values():
+    for samples in (groups or {}).values():
         for sample in samples:
             by_image.setdefault(sample.image, sample)
+
+    def write_score(path: str, score: float | None, error: str | None, perturbation: str | None) -> None:
+        sample = by_image[path]
+        row = {"path": path, "dataset": sample.dataset, "subset": sample.subset, "label": sample.label, "perturbation": perturbation}
+        row.update({"error": error} if error is not None else {"score": score})
+        scores_file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        scores_file.flush()
+
     result: dict = {}
     clean_scores: dict[str, float | None] = {}
     failures: dict[str, str] = {}
     try:
         for name, transform in conditions:
-            scores: dict[str, float | None] = {}
-            for item in detector.score_paths(images, transform=transform):
-                scores[item.path] = item.score
-                if item.error is not None:
-                    failures.setdefault(item.path, item.error)
-                if scores_file:
-                    sample = by_image[item.path]
-                    row = {"path": item.path, "dataset": sample.dataset, "subset": sample.subset,
-                           "label": sample.label, "perturbation": name}  # fmt: skip
-                    row.update({"error": item.error} if item.error is not None else {"score": item.score})
-                    scores_file.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    scores_file.flush()
+            scored = []  # (index in images, (score, error)) of this process's share
+            for index, item in zip(mine, detector.score_paths([images[i] for i in mine], transform=transform)):
+                scored.append((index, (item.score, item.error)))
+                if scores_file and not processes.distributed:
+                    write_score(item.path, item.score, item.error, name)  # as it comes; merged ones below
                 if bar is not None:
                     bar.update(1)
+            scores: dict[str, float | None] = {}
+            for path, (score, error) in zip(images, unshare(processes.gather(scored), len(images))):
+                scores[path] = score
+                if error is not None:
+                    failures.setdefault(path, error)
+                if scores_file and processes.distributed:
+                    write_score(path, score, error, name)
+            if not processes.is_main:
+                continue
             metrics = with_mean_row(group_metrics(groups, scores, args.threshold), benchmark, scores)
             if name is None:
                 result.update(metrics)
@@ -433,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
             bar.close()
         if scores_file:
             scores_file.close()
+    if not processes.is_main:
+        return processes.exit_status(0)  # the main process reports, writes and gives the status
 
     for path, reason in list(failures.items())[:20]:
         print(f"deepvrm evaluate: {_display(path)}: {reason}", file=sys.stderr)
@@ -449,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         written = write_report(args.report, result, groups, clean_scores)
         print(f"Report written to {args.report}: " + ", ".join(os.path.basename(f) for f in written) + ".", file=sys.stderr)
-    return 1 if failures else 0
+    return processes.exit_status(1 if failures else 0)
 
 
 __all__ = ["Perturbation", "group_metrics", "group_samples", "main", "parse_perturbations", "write_report"]

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 
 from deepvrm.inference.devices import DTYPE_CHOICES
 from deepvrm.inference.images import DEFAULT_MAX_PIXELS
@@ -26,7 +28,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, model_help: str | None 
         model_help = "deepvrm folder, official-layout Deep-VRM folder or Hub id (default: the shipped demo model)"
     parser.add_argument("--model", required=required, default=None, help=model_help)
     parser.add_argument("--batch-size", type=int, default=batch_size, help=f"images per forward pass (default {batch_size})")
-    parser.add_argument("--device", default="auto", help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--device", default="auto", help="auto (default: CUDA, then MPS, then CPU; under accelerate launch each process's own GPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
                         help="auto (default): bfloat16 (float16 where unsupported) on GPU, float32 on CPU")  # fmt: skip
 
@@ -60,9 +62,11 @@ def check_model_arguments(args) -> str | None:
     return None
 
 
-def load_detector(args):
+def load_detector(args, processes=None):
     """A `Detector` for the shared options, or `UsageError`. Without --model: the shipped demo model,
-    announced on stderr as a demonstration, not a real-world detector (`sources.default_model`)."""
+    announced on stderr as a demonstration, not a real-world detector (`sources.default_model`).
+    With `processes` (`deepvrm.inference.processes.Processes`), --device auto is this process's own
+    device, and only the main process says what it loads."""
     from PIL import Image
 
     from deepvrm.inference.detector import Detector
@@ -70,11 +74,14 @@ def load_detector(args):
     if Image.MAX_IMAGE_PIXELS is not None and args.max_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = args.max_pixels  # Pillow's own guard would refuse first otherwise
     _quiet_transformers()
+    device = processes.device(args.device) if processes is not None else args.device
+    quiet = contextlib.redirect_stderr(io.StringIO()) if processes is not None and not processes.is_main else contextlib.nullcontext()
     try:
-        return Detector.from_pretrained(
-            args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-            threshold=args.threshold, max_pixels=args.max_pixels, workers=args.workers,
-        )  # fmt: skip
+        with quiet:  # the other processes' notes (which model, the demo model's warning) would repeat the main one's
+            return Detector.from_pretrained(
+                args.model, device=device, dtype=args.dtype, batch_size=args.batch_size,
+                threshold=args.threshold, max_pixels=args.max_pixels, workers=args.workers,
+            )  # fmt: skip
     except ValueError as error:  # a bad device or dtype, or a ModelLoadError
         raise UsageError(str(error)) from None
 

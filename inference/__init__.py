@@ -7,6 +7,7 @@
                Qwen2.5-VL, adapter) and the default demo model
     devices    the dtype names and device/dtype resolution
     batches    batching, and retrying a failed batch item by item
+    processes  scoring across the processes `accelerate launch` starts (shares, merging)
     errors     ModelLoadError, one-line error text
 
 The `deepvrm detect` / `evaluate` commands are built on these."""
