@@ -1,5 +1,6 @@
-"""What `deepvrm probe` and `deepvrm attribute` share: loading a model (Deep-VRM or plain
-Qwen2.5-VL, told apart by `deepvrm.inference.sources.resolve_model`) behind one small interface,
+"""What `deepvrm probe` and `deepvrm attribute` share: loading a model (Deep-VRM of any backbone, or
+a plain Qwen2.5-VL, Qwen3-VL or Qwen3.5, told apart by `deepvrm.inference.sources.resolve_model`)
+behind one small interface,
 reading the datasets, opening images with per-file errors, and writing JSON and plots. Their
 options, tables and batch retries are the other commands' (`deepvrm.cli.options`,
 `deepvrm.cli.tables`, `deepvrm.inference.batches`).
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepvrm.configuration_deepvrm import DEFAULT_LABELS, DEFAULT_PIXELS, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT
+from deepvrm.configuration_deepvrm import DEFAULT_LABELS, DEFAULT_PIXELS, DEFAULT_PROMPT
 from deepvrm.modeling_deepvrm import detection_prompt_inputs, mm_token_type_ids_from_input_ids
 from deepvrm.cli.options import UsageError, check_model_arguments
 from deepvrm.inference.devices import resolve_device, resolve_dtype
@@ -29,8 +30,9 @@ from deepvrm.inference.sources import resolve_model
 class AnalysisModel:
     """A loaded backbone and what the analyses need to drive it.
 
-    `model` is a `DeepVRMModel` (kind "deepvrm") or a stock `Qwen2_5_VLModel` (kind "qwen2_5_vl");
-    both are run on the paper's chat prompt, left-padded so that the last prompt token is at -1.
+    `model` is a Deep-VRM model of any backbone (kind "deepvrm") or a stock backbone model (kind
+    "qwen2_5_vl", "qwen3_vl" or "qwen3_5"); all are run on the paper's chat prompt (in the backbone's
+    chat template), left-padded so that the last prompt token is at -1.
     """
 
     model: torch.nn.Module
@@ -105,7 +107,7 @@ def load_analysis_model(
     require_deepvrm: bool = False,
     pixels: int | None = None,
 ) -> AnalysisModel:
-    """A Deep-VRM (our folders, official-layout folders, Hub ids) or a plain Qwen2.5-VL checkpoint.
+    """A Deep-VRM (our folders, official-layout folders, Hub ids) or a plain checkpoint of a backbone.
 
     `pixels` overrides the image budget (default: the Deep-VRM config's, or the paper's 512x512).
     """
@@ -113,21 +115,26 @@ def load_analysis_model(
     from deepvrm.modeling_deepvrm import DeepVRMForImageClassification
     from deepvrm.processing_deepvrm import DeepVRMImageProcessor
 
-    source = resolve_model(model_id)  # what the name is: a folder or a Hub id, Deep-VRM or plain Qwen2.5-VL
+    from deepvrm.inference.sources import BASE_KINDS
+
+    BACKBONE_NAMES = {"qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl": "Qwen3-VL", "qwen3_5": "Qwen3.5"}
+
+    source = resolve_model(model_id)  # what the name is: a folder or a Hub id, Deep-VRM or a plain base
     model_id = source.name
-    kind = "qwen2_5_vl" if source.is_deepvrm is False else "deepvrm"
+    base_kind = source.backbone or "qwen2_5_vl"
+    kind = base_kind if source.is_deepvrm is False else "deepvrm"
     if kind == "deepvrm":
         try:
             classifier = DeepVRMForImageClassification.from_pretrained(model_id, dtype=dtype)
         except MissingWeightsError as error:
             if source.is_deepvrm or require_deepvrm:
                 raise ModelLoadError(str(error)) from error
-            kind = "qwen2_5_vl"  # its weights could not be listed beforehand: no low-level tower after all
+            kind = base_kind  # its weights could not be listed beforehand: no low-level tower after all
         except Exception as error:
             raise ModelLoadError(f"cannot load {model_id!r}: {one_line(error)}") from error
-    if kind == "qwen2_5_vl" and require_deepvrm:
+    if kind in BASE_KINDS and require_deepvrm:
         raise ModelLoadError(
-            f"{model_id} is a plain Qwen2.5-VL checkpoint (no low-level encoder `visual_low_level.*`): "
+            f"{model_id} is a plain {BACKBONE_NAMES[kind]} checkpoint (no low-level encoder `visual_low_level.*`): "
             "attribution needs a Deep-VRM model."
         )
     if kind == "deepvrm":
@@ -140,35 +147,44 @@ def load_analysis_model(
         budget = pixels or config.max_pixels
         del classifier
     else:
-        from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+        from transformers import AutoTokenizer
 
-        from deepvrm.processing_deepvrm import prompt_ids_from_tokenizer
+        from deepvrm.configuration_deepvrm import CONFIG_CLASSES
+        from deepvrm.modeling_deepvrm import deepvrm_class
+        from deepvrm.processing_deepvrm import chat_template_for, prompt_ids_from_tokenizer
 
         try:
-            full = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_id, dtype=dtype)
+            full = deepvrm_class(kind, "stock").from_pretrained(model_id, dtype=dtype)
             tokenizer = AutoTokenizer.from_pretrained(model_id)
         except Exception as error:
             raise ModelLoadError(f"cannot load {model_id!r}: {one_line(error)}") from error
         config = full.config
-        ids = prompt_ids_from_tokenizer(tokenizer, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT, ())
+        # The detection prompt as the backbone's Deep-VRM would ask it (Qwen3's: no default system turn).
+        system_prompt, template = CONFIG_CLASSES[kind].system_prompt, chat_template_for(kind)
+        ids = prompt_ids_from_tokenizer(tokenizer, DEFAULT_PROMPT, system_prompt, (), chat_template=template)
         prefix, suffix = ids["prompt_prefix_ids"], ids["prompt_suffix_ids"]
         try:
-            answers = prompt_ids_from_tokenizer(tokenizer, DEFAULT_PROMPT, DEFAULT_SYSTEM_PROMPT, DEFAULT_LABELS)
+            answers = prompt_ids_from_tokenizer(tokenizer, DEFAULT_PROMPT, system_prompt, DEFAULT_LABELS, chat_template=template)
             rows = full.lm_head.weight[answers["answer_token_ids"]].detach()
         except ValueError:
             rows = None
         model = full.model
         budget = pixels or DEFAULT_PIXELS
         del full
+    from deepvrm.processing_deepvrm import IMAGE_NORMALISATION
+
     vision = config.vision_config
+    mean, std = IMAGE_NORMALISATION[base_kind]
     image_processor = DeepVRMImageProcessor(
         size={"shortest_edge": budget, "longest_edge": budget},
         patch_size=vision.patch_size,
         temporal_patch_size=vision.temporal_patch_size,
         merge_size=vision.spatial_merge_size,
+        image_mean=list(mean),
+        image_std=list(std),
     )
-    pad_id = config.text_config.pad_token_id
-    pad_id = pad_id if pad_id is not None else (config.text_config.eos_token_id or 0)
+    pad_id = getattr(config.text_config, "pad_token_id", None)
+    pad_id = pad_id if pad_id is not None else (getattr(config.text_config, "eos_token_id", None) or 0)
     if isinstance(pad_id, (list, tuple)):
         pad_id = pad_id[0]
     model.to(device).eval()

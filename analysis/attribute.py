@@ -45,7 +45,6 @@ from deepvrm.cli.options import UsageError, add_model_arguments, add_threshold_a
 from deepvrm.cli.tables import markdown_table, text_table
 from deepvrm.inference.batches import batches, run_or_split
 from deepvrm.inference.errors import one_line
-from deepvrm.modeling_deepvrm import DeepVRMImageFeatures
 
 from ._common import (
     NO_MATPLOTLIB, AnalysisModel, concat, datasets_and_model, fmt, json_ready, prepare, pyplot, write_json,
@@ -68,9 +67,17 @@ DEFINITIONS = {
 
 
 # ----------------------------------------------------------------------------------------- passes
-def _fake_logodds(am: AnalysisModel, grid: torch.Tensor, semantic: list[torch.Tensor], low_level: list[torch.Tensor]) -> torch.Tensor:
-    """z = logit P(fake) with the given per-image semantic (input) and low-level (injected) embeddings."""
-    features = DeepVRMImageFeatures(pooler_output=tuple(semantic), low_level_pooler_output=tuple(low_level))
+def _fake_logodds(am: AnalysisModel, grid: torch.Tensor, semantic: list[torch.Tensor], low_level: list[torch.Tensor],
+                  template, repeat: int = 1) -> torch.Tensor:
+    """z = logit P(fake) with the given per-image semantic (input) and low-level (injected) embeddings.
+
+    `template`: the model's own image features (their class; and what else the backbone feeds the
+    decoder, e.g. Qwen3-VL's DeepStack features of the semantic tower, kept as they are, repeated
+    `repeat` times when the batch repeats one image)."""
+    fields = {"pooler_output": tuple(semantic), "low_level_pooler_output": tuple(low_level)}
+    if getattr(template, "deepstack_features", None) is not None:
+        fields["deepstack_features"] = [tuple(layer) * repeat for layer in template.deepstack_features]
+    features = type(template)(**fields)
     outputs, _ = am.forward(grid, mm_encoder_outputs={"image": features})
     return am.fake_logodds(outputs.last_hidden_state[:, -1])
 
@@ -82,9 +89,9 @@ def three_way_logodds(am: AnalysisModel, pixel_values: torch.Tensor, grid: torch
     features = am.model.get_image_features(pixel_values.to(am.device, am.dtype), grid)
     semantic, low_level = list(features.pooler_output), list(features.low_level_pooler_output)
     return {
-        "full": _fake_logodds(am, grid, semantic, low_level).cpu().numpy(),
-        "no_residual": _fake_logodds(am, grid, semantic, semantic).cpu().numpy(),
-        "residual_only": _fake_logodds(am, grid, low_level, low_level).cpu().numpy(),
+        "full": _fake_logodds(am, grid, semantic, low_level, features).cpu().numpy(),
+        "no_residual": _fake_logodds(am, grid, semantic, semantic, features).cpu().numpy(),
+        "residual_only": _fake_logodds(am, grid, low_level, low_level, features).cpu().numpy(),
     }
 
 
@@ -96,7 +103,7 @@ def token_map(am: AnalysisModel, pixel_values: torch.Tensor, grid: torch.Tensor,
     grid = grid.to(am.device)
     features = am.model.get_image_features(pixel_values.to(am.device, am.dtype), grid)
     semantic, low_level = features.pooler_output[0], features.low_level_pooler_output[0]
-    z_full = float(_fake_logodds(am, grid, [semantic], [low_level])[0])
+    z_full = float(_fake_logodds(am, grid, [semantic], [low_level], features)[0])
     deltas = []
     for chunk in batches(list(range(semantic.shape[0])), batch_size):
         ablated = []
@@ -104,7 +111,7 @@ def token_map(am: AnalysisModel, pixel_values: torch.Tensor, grid: torch.Tensor,
             embeds = low_level.clone()
             embeds[token] = semantic[token]
             ablated.append(embeds)
-        z = _fake_logodds(am, grid.repeat(len(chunk), 1), [semantic] * len(chunk), ablated)
+        z = _fake_logodds(am, grid.repeat(len(chunk), 1), [semantic] * len(chunk), ablated, features, repeat=len(chunk))
         deltas.append(z_full - z.float().cpu().numpy())
     merge = am.config.vision_config.spatial_merge_size
     _, height, width = grid[0].tolist()

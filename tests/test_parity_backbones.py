@@ -146,7 +146,8 @@ def test_qwen3_vl_deepstack_comes_from_the_semantic_tower_only():
         assert (model(**inputs).logits - before).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("preset", ["tiny-qwen3-vl", pytest.param("tiny-qwen3.5", marks=pytest.mark.slow)])  # the
+# uncached run recomputes Qwen3.5's linear attention in transformers' reference PyTorch kernels: ~10 s
 def test_generation_with_kv_cache_matches_full_recompute(preset):
     """Prefill injects, cached decoding steps do not: greedy tokens and scores equal a no-cache run; the
     official call style (no mm_token_type_ids) gives the same."""
