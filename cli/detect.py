@@ -15,6 +15,15 @@ crash. `--output` refuses (exit 2) a file that is not empty and not a detect out
 overwrite it. The file format, CSV's formula-safe and reversible cells included, is described in
 `deepvrm.cli.results`. A score that is not a finite number is an error row, not a verdict.
 
+Several processes and GPUs: `accelerate launch --num_processes N -m deepvrm.cli detect ...` (or
+torchrun) scores every N-th file in each process, on its own device. The main process prints the
+table, in input order, once all are done, and writes `--output`: its own rows as they come, while
+each other process writes its rows to a hidden part file beside it (`.NAME.part-K.jsonl`); at the
+end the main process puts every row into `--output` in input order and removes the parts, so the
+file is the one a single process writes. A rerun after an interruption, with any number of
+processes, counts the rows of the output and of the parts left beside it as scored
+(`deepvrm.inference.processes`).
+
 Exit status: 0 every file scored, 1 some files failed (the others are scored), 2 usage error.
 """
 
@@ -25,10 +34,12 @@ import glob
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 from deepvrm.cli.options import UsageError, add_model_arguments, add_scoring_arguments, check_model_arguments, load_detector
-from deepvrm.cli.results import NotDetectOutput, ResultWriter, printable, read_previous, rewrite
+from deepvrm.cli.results import NotDetectOutput, ResultWriter, leftover_parts, part_path, printable, read_previous, rewrite
 from deepvrm.inference.files import is_image_name, is_os_junk, walk_images
+from deepvrm.inference.processes import Processes, unshare
 
 # Show a progress bar when stderr is a terminal, or when a run is this long anyway (e.g. in logs).
 PROGRESS_MIN_IMAGES = 100
@@ -162,41 +173,46 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         return fail(problem)
 
-    paths, unmatched = collect_inputs(args.paths)
-    if not paths:
-        what = ", ".join(repr(_display(u)) for u in unmatched) if unmatched else "the given paths"
-        return fail(f"no inputs: nothing to score in {what} (no such file, or no images in the folders)")
-
-    kept, dropped = [], 0
-    if args.output:
-        if os.path.isdir(args.output):
-            return fail(f"--output {args.output} is a folder; give a file name ending in .jsonl or .csv")
+    # Under `accelerate launch --num_processes N` the main process finds the inputs and reads the
+    # earlier output; each process scores every N-th of the rest, the main one merges.
+    processes = Processes.start(args.device)
+    plan, problem = None, None
+    if processes.is_main:
         try:
-            kept, dropped = read_previous(args.output)  # refuses a file detect did not write
-        except NotDetectOutput as error:
-            return fail(str(error))
-        except OSError as error:
-            return fail(f"cannot read --output {args.output}: {error.strerror or error}")
-    previous = {os.path.abspath(row["path"]) for row in kept}
-    todo = [p for p in paths if os.path.abspath(p) not in previous]
-    skipped = len(paths) - len(todo)
+            plan = _plan(args)
+        except UsageError as error:
+            problem = str(error)
+    problem, todo = processes.broadcast((problem, plan.todo if plan else None))
+    if problem:
+        return fail(problem) if processes.is_main else 2
 
     detector = None
     if todo:
         try:
-            detector = load_detector(args)
+            detector = load_detector(args, processes)
         except UsageError as error:
             return fail(str(error))
-    if skipped:
-        print(f"Skipping {skipped} file(s) already scored in {args.output}.", file=sys.stderr)
-    if dropped:
-        rewrite(args.output, kept)  # failed and cut-off rows are retried below, not duplicated
+    if plan is not None:  # the main process
+        if plan.skipped:
+            print(f"Skipping {plan.skipped} file(s) already scored in {args.output}.", file=sys.stderr)
+        if plan.dropped or plan.parts:
+            rewrite(args.output, plan.kept)  # failed and cut-off rows are retried below, not duplicated
+            for part in plan.parts:
+                os.remove(part)  # their rows are in the output now
+        if processes.distributed and todo:
+            print(f"deepvrm detect: scoring {len(todo)} file(s) on {processes.describe()}.", file=sys.stderr)
+    processes.wait()  # no process writes its part before the main one has merged the old parts
 
     # Paths that matched nothing are failures of this run (reported and written), not usage errors.
-    missing = [{"path": u, "error": "no such file, or a pattern that matched nothing"} for u in unmatched]
-    writer = ResultWriter(args.output, append=True) if args.output else None
-    table = None if args.quiet else Table(todo + unmatched)
-    bar = progress_bar(len(todo) + len(missing), args.no_progress, "detect")
+    missing = [{"path": u, "error": "no such file, or a pattern that matched nothing"} for u in plan.unmatched] if plan else []
+    mine = processes.share(range(len(todo)))
+    writer = None
+    if args.output:
+        target = args.output if processes.is_main else part_path(args.output, processes.index)
+        writer = ResultWriter(target, append=processes.is_main)
+    live = not processes.distributed  # one process prints rows as they come; several, in order at the end
+    table = None if args.quiet or not processes.is_main else Table(todo + (plan.unmatched if plan else []))
+    bar = progress_bar(len(mine) + len(missing), args.no_progress, "detect") if processes.is_main else None
 
     def emit(line: str) -> None:
         if bar is not None:
@@ -204,21 +220,23 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(line, flush=True)
 
-    n_scored = n_fake = n_failed = 0
+    def show(row: dict) -> None:
+        if table:
+            table.row(row, emit)
+        elif "error" in row:
+            print(f"deepvrm detect: {_display(row['path'])}: {_display(row['error'])}", file=sys.stderr)
+
     started = time.perf_counter()
+    scored: list[tuple[int, dict]] = []  # (index in todo, row) of this process's share
     try:
-        for row in _rows(missing, detector.score_paths(todo) if detector else ()):
+        results = detector.score_paths([todo[i] for i in mine]) if detector else ()
+        for index, row in zip([None] * len(missing) + mine, _rows(missing, results)):
             if writer:
                 writer.write(row)
-            if table:
-                table.row(row, emit)
-            if "error" in row:
-                n_failed += 1
-                if table is None:
-                    print(f"deepvrm detect: {_display(row['path'])}: {_display(row['error'])}", file=sys.stderr)
-            else:
-                n_scored += 1
-                n_fake += row["label"] == "fake"
+            if index is not None:
+                scored.append((index, row))
+            if live:
+                show(row)
             if bar is not None:
                 bar.update(1)
     except KeyboardInterrupt:
@@ -229,17 +247,71 @@ def main(argv: list[str] | None = None) -> int:
             bar.close()
         if writer:
             writer.close()
+    rows = missing + unshare(processes.gather(scored), len(todo))
+    if not processes.is_main:
+        return processes.exit_status(0)  # the main process writes, reports and gives the status
+    if processes.distributed:
+        if args.output:
+            rewrite(args.output, plan.kept + rows)  # every process's rows, in input order
+            for index in range(1, processes.count):
+                if os.path.exists(part_path(args.output, index)):
+                    os.remove(part_path(args.output, index))
+        for row in rows:
+            show(row)
     elapsed = time.perf_counter() - started
+    n_failed = sum(1 for row in rows if "error" in row)
+    n_scored = len(rows) - n_failed
+    n_fake = sum(1 for row in rows if row.get("label") == "fake")
     rate = f", {n_scored / elapsed:.1f} images/s" if n_scored and elapsed > 0 else ""
     summary = f"Scored {n_scored} image(s): {n_fake} fake, {n_scored - n_fake} real{rate}"
-    if skipped:
-        summary += f"; {skipped} already scored"
+    if plan.skipped:
+        summary += f"; {plan.skipped} already scored"
     if n_failed:
         summary += f"; {n_failed} could not be scored"
     if args.output:
         summary += f". Results in {args.output}"
     print(summary + ".", file=sys.stderr)
-    return 1 if n_failed else 0
+    return processes.exit_status(1 if n_failed else 0)
+
+
+@dataclass
+class Plan:
+    """What a run does: the files to score (`todo`), the patterns that matched nothing, the rows of
+    an earlier output (and of the parts an interrupted multi-process run left) that are kept, and
+    how many rows of it are dropped (error rows, retried; a cut-off last line)."""
+
+    todo: list[str]
+    unmatched: list[str]
+    kept: list[dict]
+    dropped: int
+    parts: list[str]
+    skipped: int
+
+
+def _plan(args) -> Plan:
+    """The `Plan` of the command line (reads, writes nothing). Raises UsageError."""
+    paths, unmatched = collect_inputs(args.paths)
+    if not paths:
+        what = ", ".join(repr(_display(u)) for u in unmatched) if unmatched else "the given paths"
+        raise UsageError(f"no inputs: nothing to score in {what} (no such file, or no images in the folders)")
+    kept, dropped, parts = [], 0, []
+    if args.output:
+        if os.path.isdir(args.output):
+            raise UsageError(f"--output {args.output} is a folder; give a file name ending in .jsonl or .csv")
+        parts = leftover_parts(args.output)
+        for path in [args.output, *parts]:
+            try:
+                rows, n_dropped = read_previous(path)  # refuses a file detect did not write
+            except NotDetectOutput as error:
+                raise UsageError(str(error)) from None
+            except OSError as error:
+                raise UsageError(f"cannot read --output {path}: {error.strerror or error}") from None
+            known = {os.path.abspath(row["path"]) for row in kept}
+            kept += [row for row in rows if os.path.abspath(row["path"]) not in known]
+            dropped += n_dropped
+    previous = {os.path.abspath(row["path"]) for row in kept}
+    todo = [p for p in paths if os.path.abspath(p) not in previous]
+    return Plan(todo, unmatched, kept, dropped, parts, skipped=len(paths) - len(todo))
 
 
 def _rows(missing: list[dict], results):

@@ -19,6 +19,11 @@ the accuracy at the threshold best for that data, and that threshold); with `--p
 same for each perturbed copy under `"perturbations": {"jpeg:95": {...}, ...}`. Values that a
 dataset cannot define (ROC-AUC of a fake-only set) are null and print as "n/a".
 
+Several processes and GPUs: `accelerate launch --num_processes N -m deepvrm.cli evaluate ...` (or
+torchrun): the main process reads the data, each process scores every N-th image on its own device,
+the main process merges the scores and prints and writes everything, the same as one process would
+(`deepvrm.inference.processes`).
+
 Exit status: 0 every image scored, 1 some images could not be scored (left out of the metrics,
 counted in n_failed), 2 usage error (no model, unreadable data, bad --perturb).
 """

@@ -199,6 +199,31 @@ def rewrite(path: str, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+# ---------------------------------------------------------------------------------------- other processes' parts
+def _part_suffix(path: str) -> str:
+    return ".csv" if is_csv(path) else ".jsonl"
+
+
+def part_path(path: str, index: int) -> str:
+    """Where process `index` (> 0) of a multi-process run (`accelerate launch`) writes its rows
+    while it scores: a hidden file beside `path`, in `path`'s format. The main process writes into
+    `path` itself and, at the end, puts every process's rows into it in input order."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.part-{index}{_part_suffix(path)}")
+
+
+def leftover_parts(path: str) -> list[str]:
+    """The part files an interrupted multi-process run left beside `path`, by process index (a
+    rerun, with any number of processes, takes their rows as already scored)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    pattern = re.compile(rf"\.{re.escape(name)}\.part-(\d+){re.escape(_part_suffix(path))}")
+    try:
+        found = [(int(m.group(1)), entry) for entry in os.listdir(folder) if (m := pattern.fullmatch(entry))]
+    except OSError:
+        return []
+    return [os.path.join(folder, entry) for _, entry in sorted(found)]
+
+
 # ---------------------------------------------------------------------------------------- reading back
 def _as_score(value) -> float | None:
     if isinstance(value, bool):
@@ -309,4 +334,7 @@ def _read_csv(path: str, text: str, partial: str) -> tuple[list[dict], int]:
     return rows, dropped
 
 
-__all__ = ["CSV_HEADER", "NotDetectOutput", "ResultWriter", "csv_cell", "from_csv_cell", "printable", "read_previous", "rewrite"]
+__all__ = [
+    "CSV_HEADER", "NotDetectOutput", "ResultWriter", "csv_cell", "from_csv_cell", "leftover_parts", "part_path", "printable",
+    "read_previous", "rewrite",
+]  # fmt: skip

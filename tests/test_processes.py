@@ -131,3 +131,91 @@ def test_evaluate_on_two_processes_gives_the_metrics_of_one(tmp_path, tiny_model
     done = launch(["evaluate", *common, "-o", cpu], tmp_path, tmp_path / "hf", ["--cpu", "--num_processes", "2"])
     assert done.returncode == 1, done.stderr
     assert_same_metrics(json.loads(cpu.read_text()), expected)
+
+
+# ---------------------------------------------------------------------------------------- detect
+def read_rows(path: Path) -> list[dict]:
+    from deepvrm.cli.results import ResultWriter  # noqa: F401  (the format's own module)
+
+    if path.suffix == ".csv":
+        import csv
+
+        return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(path.open(newline=""))]
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def assert_same_rows(got: list[dict], expected: list[dict]) -> None:
+    assert [(r["path"], r.get("label"), r.get("error")) for r in got] == [(r["path"], r.get("label"), r.get("error")) for r in expected]
+    assert [float(r.get("score", "nan")) for r in got] == pytest.approx([float(r.get("score", "nan")) for r in expected], abs=1e-6, nan_ok=True)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_parts_left_by_an_interrupted_multi_process_run_are_resumed(tmp_path, tiny_model_dir, labelled_folder, capsys, suffix):
+    """One process resuming after an interrupted multi-process run: the rows of the output and of
+    the other processes' part files count as scored, their error rows are retried, the parts go."""
+    from deepvrm.cli.detect import main as detect_main
+    from deepvrm.cli.results import ResultWriter, leftover_parts, part_path
+
+    images = sorted(str(p) for p in labelled_folder.rglob("*.png"))
+    out = tmp_path / f"out{suffix}"
+    writer = ResultWriter(str(out), append=False)
+    writer.write({"path": images[0], "label": "real", "score": 0.25})
+    writer.close()
+    part = part_path(str(out), 1)
+    writer = ResultWriter(part, append=False)
+    writer.write({"path": images[1], "label": "fake", "score": 0.75})
+    writer.write({"path": images[2], "error": "model failed on it: out of memory"})  # retried
+    writer.close()
+    assert leftover_parts(str(out)) == [part] and Path(part).name == f".out{suffix}.part-1{suffix}"
+
+    assert detect_main([str(labelled_folder), "--model", str(tiny_model_dir), "-o", str(out), "-q", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "Skipping 2 file(s) already scored" in err
+    assert not os.path.exists(part) and leftover_parts(str(out)) == []
+    rows = read_rows(out)
+    assert [r["path"] for r in rows[:2]] == images[:2] and [float(r["score"]) for r in rows[:2]] == [0.25, 0.75]
+    assert sorted(r["path"] for r in rows) == images and len(rows) == len(images)  # each once, the error row retried
+    assert [r["path"] for r in rows if "error" in r] == [str(labelled_folder / "mj" / "fake" / "broken.png")]
+
+
+@pytest.mark.slow  # three launches of a fresh Python with torch (~10 s each on 2 cores)
+def test_detect_on_two_processes_writes_the_rows_of_one(tmp_path, tiny_model_dir, labelled_folder, capsys):
+    from deepvrm.cli.detect import main as detect_main
+    from deepvrm.cli.results import leftover_parts, part_path
+
+    common = [labelled_folder, tmp_path / "no-such-*.png", "--model", tiny_model_dir, "--batch-size", "2", "--no-progress"]
+    one = tmp_path / "one.csv"
+    assert detect_main([*map(str, common), "-o", str(one)]) == 1
+    table_one = capsys.readouterr().out
+    expected = read_rows(one)
+    assert len(expected) == 12 and sum("error" in r for r in expected) == 2  # the pattern and broken.png
+
+    two = tmp_path / "two.csv"
+    done = launch(["detect", *common, "-o", two], tmp_path, tmp_path / "hf", TWO_PROCESSES)
+    assert done.returncode == 1, done.stderr
+    assert "scoring 11 file(s) on 2 processes (cpu)" in done.stderr
+    assert_same_rows(read_rows(two), expected)  # every row once, in the order one process writes them
+    assert leftover_parts(str(two)) == []
+    # The table, printed by the main process only, in input order.
+    assert [line.split()[:2] for line in done.stdout.splitlines()] == [line.split()[:2] for line in table_one.splitlines()]
+
+    # Interrupted mid-run: the main process's rows in the output, another's in its part file, an
+    # error row among them. Two processes resume: nothing scored twice, the error retried.
+    from deepvrm.cli.results import ResultWriter
+
+    errors = [r for r in read_rows(two) if "error" in r]
+    scored = [{**r, "score": float(r["score"])} for r in read_rows(two) if "error" not in r]
+    for path, chosen in ((str(two), errors[:1] + scored[:2]), (part_path(str(two), 1), scored[2:4] + [{"path": scored[4]["path"], "error": "interrupted"}])):
+        writer = ResultWriter(path, append=False)
+        for row in chosen:
+            writer.write(row)
+        writer.close()
+    done = launch(["detect", *common, "-o", two], tmp_path, tmp_path / "hf", TWO_PROCESSES)
+    assert done.returncode == 1, done.stderr
+    assert "Skipping 4 file(s) already scored" in done.stderr  # 2 scored rows in the output, 2 in the part
+    assert "scoring 7 file(s) on 2 processes" in done.stderr  # 11 images - 4; the error rows' again
+    resumed = read_rows(two)
+    assert leftover_parts(str(two)) == []
+    assert sorted(r["path"] for r in resumed) == sorted(r["path"] for r in expected)  # each path once
+    by_path = {r["path"]: r for r in expected}
+    assert_same_rows(resumed, [by_path[r["path"]] for r in resumed])
