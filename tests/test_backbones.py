@@ -217,3 +217,19 @@ print("RESULT " + json.dumps({"scores": scores, "generated": generated, "pipelin
     torch.testing.assert_close(torch.tensor(child["scores"]), expected, rtol=0, atol=1e-5)
     assert abs(child["pipeline"]["fake"] - float(expected[1])) < 1e-5
     assert child["generated"] == generated.tolist()
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_lm_training_batches_use_the_backbones_chat_template(preset):
+    """The LM objective's inputs are the classifier's prompt (the backbone's template: Qwen3.5's answer
+    follows its empty thinking block) with the answer after it, and the loss is on the answer only."""
+    from deepvrm.trainers.collator import IGNORE_INDEX, DeepVRMCollator
+
+    config = preset_config(preset)
+    processor = build_processor(config)
+    batch = DeepVRMCollator(processor, objective="lm")([{"image": random_image(128, 128), "label": 1}])
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    n_image = ids.count(config.image_token_id)
+    prompt = list(config.prompt_prefix_ids) + [config.image_token_id] * n_image + list(config.prompt_suffix_ids)
+    start = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
+    assert ids[:start] == prompt and labels[start] == config.answer_token_ids[1]

@@ -1,16 +1,17 @@
 """Learning check: stage 2 learns a purely low-level artifact on CPU in about two minutes.
 
-    python -m deepvrm.trainers.checkerboard [--work-dir DIR] [--amplitude 4] [--with-stage1]
+    python -m deepvrm.trainers.checkerboard [--work-dir DIR] [--amplitude 4] [--with-stage1] [--preset tiny-qwen3-vl]
 
 Real images are smooth random colour fields; each fake is the *same* smooth image plus a faint
 2-pixel checkerboard (+-`amplitude` grey levels of 255, invisible to the eye) -- like the paper's
 D2, where real and fake share content and differ only in pixel-level traces. Nothing semantic
 tells them apart. The script
 
-1. writes train and held-out test folders (`DIR/{train,test}/{real,fake}/*.png`, the tiny preset's
-   112x112 pixel budget, so no resampling blurs the pattern);
-2. writes a random tiny Deep-VRM (`deepvrm init --preset tiny`), or stage 1 trained on the data
-   first (`--with-stage1`);
+1. writes train and held-out test folders (`DIR/{train,test}/{real,fake}/*.png`, at the preset's
+   pixel budget: 112x112 for `tiny`, 128x128 for `tiny-qwen3-vl` and `tiny-qwen3.5`, so no
+   resampling blurs the pattern);
+2. writes a random Deep-VRM of the preset (`deepvrm init --preset tiny`, or another backbone's tiny
+   preset with `--preset`), or stage 1 trained on the data first (`--with-stage1`);
 3. runs `deepvrm train --stage 2` on it (the paper's LoRA targets; a CPU-sized schedule);
 4. evaluates on the test folder after every epoch (the Trainer's evaluation), then loads the saved
    folder with `AutoModelForImageClassification` and reports its held-out accuracy.
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--with-stage1", action="store_true", help="train stage 1 first and start stage 2 from it")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", default="tiny", help="the tiny preset of a backbone: tiny, tiny-qwen3-vl, tiny-qwen3.5")
     args, extra = parser.parse_known_args(argv)
 
     import torch
@@ -106,9 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work_dir)
     timings = {}
     start = time.perf_counter()
-    write_split(work / "data" / "train", args.train_pairs, args.amplitude, seed=args.seed)
-    write_split(work / "data" / "test", args.test_pairs, args.amplitude, seed=args.seed + 1000)
-    base = init_model_folder("tiny", work / "tiny", seed=args.seed)
+    from deepvrm.configuration import preset_config
+
+    size = int(round(preset_config(args.preset).max_pixels ** 0.5))  # the preset's fixed budget: no resampling
+    write_split(work / "data" / "train", args.train_pairs, args.amplitude, seed=args.seed, size=size)
+    write_split(work / "data" / "test", args.test_pairs, args.amplitude, seed=args.seed + 1000, size=size)
+    base = init_model_folder(args.preset, work / args.preset, seed=args.seed)
     timings["data_and_init_s"] = time.perf_counter() - start
 
     common = [

@@ -139,7 +139,9 @@ class DeepVRMCollator:
     def lm_batch(self, images: list, features: list[dict]) -> dict:
         tokenizer = self.processor.tokenizer
         prompts = [
-            render_prompt((None if self.eval_mode else f.get("prompt")) or self.prompt, self.system_prompt)
+            # in the processor's chat template: the backbone's (Qwen3.5's answers follow an empty thinking block)
+            render_prompt((None if self.eval_mode else f.get("prompt")) or self.prompt, self.system_prompt,
+                          chat_template=getattr(self.processor, "chat_template", None))
             for f in features
         ]
         # The prompt (image placeholders expanded) and the answer are tokenized apart, so the answer's
