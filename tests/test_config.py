@@ -115,9 +115,8 @@ def test_backbone_presets_have_exact_parameter_counts(preset, stock, low_level):
     assert config.backbone == backbone and config.model_type == f"deepvrm_{backbone}"
     with torch.device("meta"):
         model = deepvrm.deepvrm_class(backbone, "generation")(config)
-        base = deepvrm.deepvrm_class(backbone, "stock")(
-            type(config).__mro__[2](**{k: v for k, v in config.to_dict().items() if k not in ("model_type", "auto_map")})
-        )
+        stock_class = deepvrm.deepvrm_class(backbone, "stock")
+        base = stock_class(stock_class.config_class(**{k: v for k, v in config.to_dict().items() if k not in ("model_type", "auto_map")}))
     assert sum(p.numel() for p in base.parameters()) == stock
     assert sum(p.numel() for p in model.model.visual_low_level.parameters()) == low_level
     assert sum(p.numel() for p in model.parameters()) == stock + low_level
