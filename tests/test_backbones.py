@@ -233,3 +233,19 @@ def test_lm_training_batches_use_the_backbones_chat_template(preset):
     prompt = list(config.prompt_prefix_ids) + [config.image_token_id] * n_image + list(config.prompt_suffix_ids)
     start = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
     assert ids[:start] == prompt and labels[start] == config.answer_token_ids[1]
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_from_base_model_of_a_folder_takes_the_prompt_ids_from_its_tokenizer(preset, tmp_path):
+    from _reference_backbones import stock_config_from
+
+    torch.manual_seed(0)
+    plain = deepvrm_class(PRESETS[preset], "stock")(stock_config_from(preset_config(preset))).eval()
+    plain.save_pretrained(tmp_path / "plain")
+    build_processor(preset_config(preset)).tokenizer.save_pretrained(tmp_path / "plain")
+    model = DeepVRMForImageClassification.from_base_model(str(tmp_path / "plain"))
+    assert type(model) is deepvrm_class(PRESETS[preset], "classification")
+    assert model.config.injection_layer == 2 and model.config.system_prompt is None
+    for name in ("prompt_prefix_ids", "prompt_suffix_ids", "answer_token_ids"):
+        assert getattr(model.config, name) == getattr(preset_config(preset), name), name
+    assert torch.equal(model.model.visual_low_level.merger.linear_fc1.weight, plain.model.visual.merger.linear_fc1.weight)
