@@ -12,7 +12,8 @@ Modules (imported on use, so `import deepvrm.trainers` stays light):
     recipes     YAML recipes in deepvrm/configuration/recipes (stage1, stage2)
     trainer     DeepVRMTrainer: merger learning rate, answer-token evaluation
     train       the dataclass arguments and `train()`; cli: `deepvrm train`
-    metrics     accuracy / real / fake accuracy, AP and ROC-AUC of P(fake)
+    metrics     accuracy / real / fake accuracy, AP, ROC-AUC, best-threshold accuracy of P(fake), defined
+                by the evaluate metric module ai_image_detection/ (loaded with evaluate.load)
     checkerboard  a CPU learning check (python -m deepvrm.trainers.checkerboard)
 
 `DeepVRMCollator` (the `data_collator` for `transformers.Trainer`, README "Training") and
