@@ -1,4 +1,5 @@
-"""GPU check at the paper's scale: the Qwen2.5-VL-7B shape with random bf16 weights, 512x512 images.
+"""GPU check at the paper's scale: the Qwen2.5-VL-7B shape (or another preset: `--preset qwen3-vl-8b`,
+`--preset qwen3.5-9b`) with random bf16 weights, 512x512 images.
 
 Measures, on one GPU, for each batch size: Deep-VRM classification (images/s, latency), the plain
 base forward on the same prompt (the floor), one vision-tower pass (ideal = base + tower), the
@@ -51,7 +52,8 @@ def main() -> int:
     from _common import base_model_sharing_weights
     from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as stock
 
-    from deepvrm import DeepVRMConfig, DeepVRMForImageClassification
+    from deepvrm import deepvrm_class
+    from deepvrm.shared_tower import lora_target_names
 
     from deepvrm.configuration import preset_config
     from deepvrm.fast_vision import use_fast_vision_modules
@@ -69,7 +71,7 @@ def main() -> int:
     torch.manual_seed(0)
     torch.set_default_dtype(torch.bfloat16)
     with device:
-        model = DeepVRMForImageClassification(config).eval()
+        model = deepvrm_class(config.backbone, "classification")(config).eval()
     torch.set_default_dtype(torch.float32)
     _sync()
     build_seconds = time.time() - t0
@@ -77,14 +79,16 @@ def main() -> int:
     base = base_model_sharing_weights(model)
 
     report = {
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__, "preset": args.preset, "dtype": "bfloat16",
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__, "preset": args.preset,
+        "backbone": config.backbone, "dtype": "bfloat16",
         "image_size": "512x512", "parameters": sum(p.numel() for p in model.parameters()),
         "build_seconds": build_seconds, "weights_gib_separate_tower": separate_weights, "runs": {},
     }
     unit = config.vision_config.patch_size * config.vision_config.spatial_merge_size
-    # 512x512 -> 36x36 patches, as smart_resize gives it; the model's own budget for small presets.
+    # 512x512 -> 36x36 patches of 14 (Qwen2.5-VL) or 32x32 of 16 (Qwen3-VL, Qwen3.5), as smart_resize
+    # gives it; the model's own budget for small presets.
     grid_side = int(config.max_pixels**0.5) // unit * unit // config.vision_config.patch_size
-    patch_dim = 3 * 2 * 14 * 14
+    patch_dim = 3 * config.vision_config.temporal_patch_size * config.vision_config.patch_size**2
     for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
         if time.time() - t0 > args.time_budget:
             report["runs"][str(batch_size)] = "skipped: time budget"
@@ -117,8 +121,9 @@ def main() -> int:
               f"base {row['base']*1000:8.1f} ms  tower {row['tower']*1000:7.1f} ms  "
               f"overhead x{row['overhead_vs_base']:.3f}  vs ideal x{row['time_over_ideal']:.3f}", flush=True)
 
-    # The stock transformers vision modules (one attention call per window), at one batch size.
-    if time.time() - t0 < args.time_budget:
+    # The stock transformers vision modules (one attention call per window), at one batch size
+    # (Qwen2.5-VL only: the other backbones run their stock vision modules anyway).
+    if time.time() - t0 < args.time_budget and config.backbone == "qwen2_5_vl":
         batch_size = 8
         grid = torch.tensor([[1, grid_side, grid_side]] * batch_size, device=device)
         pixels = torch.randn(batch_size * grid_side * grid_side, patch_dim, device=device, dtype=torch.bfloat16)
@@ -137,11 +142,11 @@ def main() -> int:
     # Shared tower: the low-level encoder as visual + LoRA deltas (rank 64, as stage 2 trains it).
     del base
     with torch.no_grad():
-        for name, module in model.model.visual_low_level.named_modules():
-            if isinstance(module, torch.nn.Linear) and name.endswith(("qkv", "proj", "up_proj", "down_proj", "gate_proj", "mlp.0", "mlp.2")):
-                a = torch.randn(64, module.in_features, device=device, dtype=torch.float32) * 0.01
-                b = torch.randn(module.out_features, 64, device=device, dtype=torch.float32) * 0.01
-                module.weight.copy_(model.model.visual.get_submodule(name).weight.float().add(b @ a))
+        for name in lora_target_names(model.model.visual_low_level):
+            module = model.model.visual_low_level.get_submodule(name)
+            a = torch.randn(64, module.in_features, device=device, dtype=torch.float32) * 0.01
+            b = torch.randn(module.out_features, 64, device=device, dtype=torch.float32) * 0.01
+            module.weight.copy_(model.model.visual.get_submodule(name).weight.float().add(b @ a))
     grid = torch.tensor([[1, grid_side, grid_side]] * 4, device=device)
     pixels = torch.randn(4 * grid_side * grid_side, patch_dim, device=device, dtype=torch.bfloat16)
     with torch.inference_mode():

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU check for one H100/H200: the 7B shape, random bf16 weights, 512x512 images, batch 1..64.
+# GPU check for one H100/H200: the 7B shape (or --preset qwen3-vl-8b, qwen3.5-9b, ...), random bf16 weights,
+# 512x512 images, batch 1..64.
 # Installs nothing from the network: the machine's own PyTorch is used, and the pure-Python wheels
 # this package needs in newer versions than the machine has (transformers 5.24, huggingface_hub
 # 2.x and its httpx2) are taken from .device_wheels/ (fill it here with
