@@ -249,3 +249,41 @@ def test_from_base_model_of_a_folder_takes_the_prompt_ids_from_its_tokenizer(pre
     for name in ("prompt_prefix_ids", "prompt_suffix_ids", "answer_token_ids"):
         assert getattr(model.config, name) == getattr(preset_config(preset), name), name
     assert torch.equal(model.model.visual_low_level.merger.linear_fc1.weight, plain.model.visual.merger.linear_fc1.weight)
+
+
+def test_stage1_then_stage2_then_adapter_only(folder, tmp_path):
+    """Both training stages on the backbone: stage 1 trains (and saves) the stock model of the backbone,
+    stage 2 builds its Deep-VRM from it; an adapter-only run rebuilds (deepvrm's loader and its card's
+    PEFT code) to the merged run's model."""
+    import re
+
+    from deepvrm.trainers.cli import main as train_main
+    from deepvrm.trainers.models import load_adapter_folder
+
+    preset, path = folder
+    backbone = PRESETS[preset]
+    data = synthetic.write_dataset(tmp_path / "data", per_class=4, size=128)
+    fast = ["--per-device-train-batch-size", "4", "--global-batch-size", "0", "--dataloader-num-workers", "0",
+            "--disable-tqdm", "true", "--report-to", "none", "--max-steps", "2", "--save-strategy", "no",
+            "--lora-r", "4", "--lora-alpha", "8", "--train-data", str(data)]  # fmt: skip
+    stage1 = tmp_path / "stage1"
+    assert train_main(["--stage", "1", "--model", str(path), "--output-dir", str(stage1), *fast]) == 0
+    assert json.loads((stage1 / "config.json").read_text())["model_type"] == backbone  # the stock base
+    stage2 = tmp_path / "stage2"
+    assert train_main(["--stage", "2", "--model", str(stage1), "--output-dir", str(stage2), *fast]) == 0
+    assert json.loads((stage2 / "config.json").read_text())["model_type"] == f"deepvrm_{backbone}"
+    merged = AutoModelForImageClassification.from_pretrained(stage2).eval()
+    adapter = tmp_path / "adapter"
+    assert train_main(["--stage", "2", "--model", str(stage1), "--output-dir", str(adapter), "--save-adapter-only", *fast]) == 0
+    rebuilt = [load_adapter_folder(str(adapter))]
+    for code in re.findall(r"```python\n(.*?)```", (adapter / "README.md").read_text(), re.S):
+        namespace = {}
+        exec(code, namespace)
+        rebuilt.append(namespace["model"])
+    assert len(rebuilt) == 3
+    state = merged.state_dict()
+    for model in rebuilt:
+        assert model.config.backbone == backbone
+        for key, value in model.state_dict().items():
+            if key in state:
+                torch.testing.assert_close(value, state[key], rtol=0, atol=1e-6)

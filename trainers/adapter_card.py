@@ -14,7 +14,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from deepvrm.inference.sources import is_hub_id
+from deepvrm.inference.sources import BASE_KINDS, is_hub_id
+
+# The stock class and the name of each backbone a plain base is (`trainers.models.model_kind`).
+STOCK = {"qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", "Qwen2.5-VL"),
+         "qwen3_vl": ("Qwen3VLForConditionalGeneration", "Qwen3-VL"),
+         "qwen3_5": ("Qwen3_5ForConditionalGeneration", "Qwen3.5")}  # fmt: skip
 
 
 def _peft_snippet(info: dict, base_kind: str, adapter: str) -> str | None:
@@ -22,17 +27,18 @@ def _peft_snippet(info: dict, base_kind: str, adapter: str) -> str | None:
     rebuild the base (a preset's random weights, an adapter on an adapter)."""
     base = info["base_model"]
     if info["stage"] == 1:
-        if base_kind != "qwen2_5_vl":
+        if base_kind not in BASE_KINDS:
             return None
-        imports = "from transformers import Qwen2_5_VLForConditionalGeneration"
-        build = f"base = Qwen2_5_VLForConditionalGeneration.from_pretrained({base!r})"
+        stock = STOCK[base_kind][0]
+        imports = f"from transformers import {stock}"
+        build = f"base = {stock}.from_pretrained({base!r})"
     else:
         cls = "DeepVRMForImageClassification" if info.get("objective") == "classification" else "DeepVRMForConditionalGeneration"
         imports = f"from deepvrm import {cls}"
         arguments = f"{base!r}, injection_layer={info.get('injection_layer')!r}, fusion={info.get('fusion')!r}"
         if base_kind == "deepvrm":
             build = f"base = {cls}.from_pretrained({arguments})"
-        elif base_kind == "qwen2_5_vl":
+        elif base_kind in BASE_KINDS:
             build = f"base = {cls}.from_base_model({arguments})  # visual_low_level starts as a copy of visual"
         else:
             return None
@@ -46,7 +52,8 @@ def _peft_snippet(info: dict, base_kind: str, adapter: str) -> str | None:
 
 def render_adapter_card(folder: str | os.PathLike, info: dict, base_kind: str) -> str:
     """The card of the adapter in `folder`. `info`: the run's `deepvrm_training.json` record;
-    `base_kind`: "preset", "adapter", "deepvrm" or "qwen2_5_vl" (`trainers.models.model_kind`)."""
+    `base_kind`: "preset", "adapter", "deepvrm" or a plain base's backbone ("qwen2_5_vl", "qwen3_vl",
+    "qwen3_5"; `trainers.models.model_kind`)."""
     adapter = str(Path(folder).expanduser().resolve())
     base = info["base_model"]
     recipe = info.get("recipe") or {}
@@ -60,7 +67,8 @@ def render_adapter_card(folder: str | os.PathLike, info: dict, base_kind: str) -
         "preset": f"the `{base}` preset (random weights, drawn again from the run's seed {info.get('seed')})",
         "adapter": f"the model of the adapter folder `{base}` (rebuilt and merged first)",
         "deepvrm": f"the Deep-VRM checkpoint `{base}`",
-        "qwen2_5_vl": f"the Qwen2.5-VL model `{base}`" + (", turned into Deep-VRM (`visual_low_level` a copy of `visual`)" if stage == 2 else ""),
+        **{kind: f"the {name} model `{base}`" + (", turned into Deep-VRM (`visual_low_level` a copy of `visual`)" if stage == 2 else "")
+           for kind, (_, name) in STOCK.items()},
     }[base_kind]
     lines = [
         "---", *metadata, "---", "",
