@@ -22,16 +22,21 @@ DEEPVRM_ONLY = {
 def stock_models_from(deepvrm_model):
     """A stock Qwen2.5-VL and a stock vision tower holding the Deep-VRM model's weights."""
     config_dict = {k: v for k, v in deepvrm_model.config.to_dict().items() if k not in DEEPVRM_ONLY}
-    config = Qwen2_5_VLConfig(**config_dict)
+    return load_stock_models(deepvrm_model, Qwen2_5_VLConfig(**config_dict), Qwen2_5_VLForConditionalGeneration,
+                             Qwen2_5_VisionTransformerPretrainedModel)
+
+
+def load_stock_models(deepvrm_model, config, model_class, tower_class):
+    """`model_class` holding the Deep-VRM model's base weights and `tower_class` its low-level tower's
+    (eager attention: the reference forward drives the stock layers by hand)."""
     config._attn_implementation = "eager"
-    base = Qwen2_5_VLForConditionalGeneration(config).eval()
+    base = model_class(config).eval()
     state = deepvrm_model.state_dict()
-    base_state = {k: v for k, v in state.items() if not k.startswith("model.visual_low_level.")}
-    base_state = {k: v for k, v in base_state.items() if ".fusion." not in k}
+    prefix = "model.visual_low_level."
+    base_state = {k: v for k, v in state.items() if not k.startswith(prefix) and ".fusion." not in k}
     missing, unexpected = base.load_state_dict(base_state, strict=False)
     assert not unexpected and all("inv_freq" in k for k in missing), (missing, unexpected)
-    low = Qwen2_5_VisionTransformerPretrainedModel._from_config(config.vision_config).eval()
-    prefix = "model.visual_low_level."
+    low = tower_class._from_config(config.vision_config).eval()
     low.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
     return base, low
 

@@ -19,7 +19,7 @@ from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration, Qwen3VL
 from transformers.models.qwen3_5.modeling_qwen3_5 import Qwen3_5VisionModel
 from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionModel
 
-from _reference import DEEPVRM_ONLY
+from _reference import DEEPVRM_ONLY, load_stock_models
 
 STOCK = {
     "deepvrm_qwen3_vl": (Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLVisionModel),
@@ -37,17 +37,7 @@ def stock_config_from(deepvrm_config):
 def stock_models_from(deepvrm_model):
     """A stock model of the backbone and a stock vision tower holding the Deep-VRM model's weights."""
     _, model_class, tower_class = STOCK[deepvrm_model.config.model_type]
-    config = stock_config_from(deepvrm_model.config)
-    config._attn_implementation = "eager"
-    base = model_class(config).eval()
-    state = deepvrm_model.state_dict()
-    base_state = {k: v for k, v in state.items() if not k.startswith("model.visual_low_level.") and ".fusion." not in k}
-    missing, unexpected = base.load_state_dict(base_state, strict=False)
-    assert not unexpected and all("inv_freq" in k for k in missing), (missing, unexpected)
-    low = tower_class._from_config(config.vision_config).eval()
-    prefix = "model.visual_low_level."
-    low.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
-    return base, low
+    return load_stock_models(deepvrm_model, stock_config_from(deepvrm_model.config), model_class, tower_class)
 
 
 @torch.no_grad()
