@@ -32,7 +32,6 @@ by its semantic one), as a heat map over the image: where the artifact evidence 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import OrderedDict
@@ -41,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepvrm.cli.options import UsageError, add_model_arguments, add_threshold_argument
+from deepvrm.cli.options import UsageError
 from deepvrm.cli.tables import markdown_table, text_table
 from deepvrm.inference.batches import batches, run_or_split
 from deepvrm.inference.errors import one_line
@@ -369,26 +368,8 @@ def render_token_maps(am: AnalysisModel, rows: list[dict], count: int, folder: P
     return maps
 
 
-# ----------------------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="deepvrm attribute",
-        description="Per-image attribution of a Deep-VRM's decisions to its artifact (residual) and semantic paths.",
-    )
-    add_model_arguments(parser, model_help="a Deep-VRM model: folder or Hub id", required=True)
-    parser.add_argument("--data", required=True, nargs="+", metavar="DATA",
-                        help="datasets (JSON/JSONL in the official format or image folders, with generator subfolders); NAME=PATH names one")
-    parser.add_argument("--report", default=None, help="folder for attribution.json/.md/.png, per-image rows and token maps")
-    parser.add_argument("--max-images", type=int, default=None, help="at most N images per dataset (a seeded, class-balanced sample)")
-    parser.add_argument("--token-maps", type=int, default=0, metavar="N",
-                        help="render per-token maps for the first N fakes (one decoder pass per image token; needs --report)")
-    add_threshold_argument(parser)
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args) -> int:
+    """`deepvrm attribute` with parsed arguments (`deepvrm.cli.attribute.build_parser`)."""
     if args.token_maps and not args.report:
         print("deepvrm attribute: --token-maps needs --report (the maps are PNG files)", file=sys.stderr)
         return 2
@@ -427,7 +408,3 @@ def main(argv: list[str] | None = None) -> int:
         if not drawn:
             print(NO_MATPLOTLIB)
     return 0 if any("error" not in r for r in rows) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

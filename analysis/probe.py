@@ -27,7 +27,6 @@ Works on Deep-VRM models and on plain Qwen2.5-VL checkpoints (folder or Hub id).
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -37,14 +36,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepvrm.cli.options import UsageError, add_model_arguments
+from deepvrm.cli.options import UsageError
 from deepvrm.cli.tables import markdown_table, text_table
 from deepvrm.inference.batches import batches, run_or_split
 from deepvrm.inference.errors import one_line
 
 from ._common import NO_MATPLOTLIB, AnalysisModel, concat, datasets_and_model, fmt, prepare, pyplot, write_json
 
-REPRESENTATIONS = {"image": "image tokens (mean)", "last": "last prompt token"}
+from . import REPRESENTATIONS
 LAYER_CONVENTION = (
     "layer i = hidden state after i decoder layers (0: input embeddings; i: output of decoder layer i-1 = "
     "input of decoder layer i; N: final normed output)"
@@ -367,35 +366,8 @@ def plot(report: dict, path: Path) -> bool:
     return True
 
 
-# ----------------------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="deepvrm probe",
-        description="Layer-wise linear probes of real-vs-fake information in a Deep-VRM or Qwen2.5-VL model.",
-        epilog="Depth i = the hidden state after i decoder layers. See `python -c 'import deepvrm.analysis.probe as p; help(p)'`.",
-    )
-    add_model_arguments(parser, model_help="Deep-VRM or plain Qwen2.5-VL: folder or Hub id", required=True)
-    parser.add_argument("--data", required=True, nargs="+", metavar="DATA",
-                        help="one or more labelled datasets (JSON/JSONL in the official format or image folders "
-                             "with real/ and fake/), each drawn as its own curve; NAME=PATH names one. "
-                             "Give the semantic set (the paper's D1) first: its curve gives the suggestion.")
-    parser.add_argument("--max-images", type=int, default=None, help="at most N images per dataset (a seeded, class-balanced sample)")
-    parser.add_argument("--report", default=None, help="folder for probe.json, probe.md and probe.png")
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
-    parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression (default 1.0)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tolerance", type=float, default=0.01, help="accuracy gain that still counts as rising (default 0.01)")
-    parser.add_argument("--suggest-from", choices=list(REPRESENTATIONS), default="image",
-                        help="representation whose curve gives the suggested injection layer (default: image tokens)")
-    parser.add_argument("--semantic", default=None, metavar="NAME", help="dataset whose curve gives the suggestion (default: the first)")
-    parser.add_argument("--pixels", type=int, default=None, help="image pixel budget (default: the model's; 512*512 for plain Qwen2.5-VL)")
-    parser.add_argument("--features-dir", default=None,
-                        help="where the pooled features are streamed (default: a temporary folder, removed afterwards)")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args) -> int:
+    """`deepvrm probe` with parsed arguments (`deepvrm.cli.probe.build_parser`)."""
     if args.folds < 2:
         print("deepvrm probe: --folds must be at least 2", file=sys.stderr)
         return 2
@@ -432,7 +404,3 @@ def main(argv: list[str] | None = None) -> int:
         if not drawn:
             print(NO_MATPLOTLIB)
     return 0 if any("layers" in d for d in report["datasets"]) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,8 +14,8 @@ COMMANDS = {
     "init": ("deepvrm.configuration.init_model", "Write a randomly initialised model folder from a preset."),
     "convert": ("deepvrm.cli.convert", "Convert an official-layout Deep-VRM checkpoint to a native deepvrm folder."),
     "push": ("deepvrm.hub_upload.cli", "Export a model folder for the Hub (weights, model code, processor, card) and upload it."),
-    "probe": ("deepvrm.analysis.probe", "Layer-wise linear probes of real-vs-fake information."),
-    "attribute": ("deepvrm.analysis.attribute", "Per-image attribution to the semantic and artifact paths."),
+    "probe": ("deepvrm.cli.probe", "Layer-wise linear probes of real-vs-fake information."),
+    "attribute": ("deepvrm.cli.attribute", "Per-image attribution to the semantic and artifact paths."),
 }
 
 

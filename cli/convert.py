@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deepvrm.configuration_deepvrm import FUSIONS
+from deepvrm.defaults_deepvrm import FUSIONS
 from deepvrm.inference.devices import DTYPE_CHOICES
 
 

@@ -15,7 +15,6 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .presets import preset_config, preset_names
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
@@ -39,6 +38,15 @@ def accelerate_config_path(name: str) -> Path:
     if not isinstance(configs[name], Path):  # a zipped install: no file to hand to `accelerate launch`
         raise ValueError(f"deepvrm is installed as an archive; copy {name}.yaml out with importlib.resources.as_file.")
     return configs[name]
+
+
+def __getattr__(name: str):
+    # The presets import the config classes (torch); `deepvrm init --help` should not wait for them.
+    if name in ("preset_config", "preset_names"):
+        from . import presets
+
+        return getattr(presets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["accelerate_config_path", "preset_config", "preset_names", "shipped_files"]

@@ -5,20 +5,25 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from deepvrm.inference.devices import DTYPE_NAMES, torch_dtype
 
-from deepvrm import DeepVRMConfig
-from deepvrm.inference.devices import DTYPES, torch_dtype
+from .presets import preset_config, preset_names
 
-from .presets import preset_config
-from deepvrm.modeling_deepvrm import deepvrm_class
-from deepvrm.processing_deepvrm import DeepVRMImageProcessor, DeepVRMProcessor, chat_template_for
+# torch and the model files are imported by the functions that use them: `deepvrm init --help` and
+# its argument errors answer without them.
+if TYPE_CHECKING:
+    import torch
+
+    from deepvrm import DeepVRMConfig, DeepVRMProcessor
 
 
 def build_processor(config: DeepVRMConfig, tokenizer=None) -> DeepVRMProcessor:
     """The processor matching a config of any backbone (its pixel budget, patch size, normalisation
     and chat template); the presets with an offline tokenizer need none given."""
+    from deepvrm.processing_deepvrm import DeepVRMImageProcessor, DeepVRMProcessor, chat_template_for
+
     backbone = getattr(config, "backbone", "qwen2_5_vl")
     if tokenizer is None:
         from deepvrm.configuration.tokenizer import build_tiny_tokenizer
@@ -50,6 +55,8 @@ def dct_patch_filters(out_channels: int, in_channels: int, temporal: int, patch:
     two opponent colours, so colour stays visible too); every temporal slice holds the same filter
     (divided by `temporal`). Scaled later to the initializer's standard deviation.
     """
+    import torch
+
     k = torch.arange(patch, dtype=torch.float64)
     basis = torch.cos(math.pi * (k[None, :] + 0.5) * k[:, None] / patch) * math.sqrt(2 / patch)  # (u, x)
     basis[0] /= math.sqrt(2)
@@ -73,6 +80,8 @@ def init_patch_embedding_(model, kind: str, std: float, seed: int = 0) -> None:
         raise ValueError(f"patch_embedding must be one of {PATCH_EMBEDDINGS}, got {kind!r}.")
     if kind == "random":
         return
+    import torch
+
     for tower in model.model.vision_towers:
         proj = tower.patch_embed.proj
         weight = dct_patch_filters(*proj.weight.shape[:3], proj.weight.shape[-1], seed=seed)
@@ -90,6 +99,10 @@ def init_model_folder(
     `patch_embedding="dct"` starts the vision towers' patch embeddings from 2-D DCT filters (see
     `dct_patch_filters`) instead of white noise: for models trained from scratch on pixel traces.
     """
+    import torch
+
+    from deepvrm.modeling_deepvrm import deepvrm_class
+
     output_dir = Path(output_dir)
     config = preset_config(preset, **config_overrides)
     torch.manual_seed(seed)
@@ -103,13 +116,11 @@ def init_model_folder(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .presets import preset_names
-
     parser = argparse.ArgumentParser(prog="deepvrm init", description=__doc__)
     parser.add_argument("--preset", required=True, choices=preset_names())
     parser.add_argument("--output", required=True, help="folder to write")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
+    parser.add_argument("--dtype", default="float32", choices=DTYPE_NAMES)
     parser.add_argument("--injection-layer", type=int, default=None)
     parser.add_argument("--fusion", choices=["mean", "add", "gated"], default=None)
     parser.add_argument("--patch-embedding", choices=PATCH_EMBEDDINGS, default="random",

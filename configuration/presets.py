@@ -32,8 +32,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from deepvrm.configuration_deepvrm import (
-    CONFIG_CLASSES,
+# Plain values (no torch): `deepvrm init --help` lists the presets at once; the config classes are
+# imported where a config is built.
+from deepvrm.defaults_deepvrm import (
     QWEN2_5_VL_7B_TEXT_CONFIG,
     QWEN2_5_VL_7B_VISION_CONFIG,
     QWEN3_5_9B_TEXT_CONFIG,
@@ -288,6 +289,8 @@ def preset_config_dict(name: str) -> dict:
         token_ids = tiny_token_ids()
         config.update({k: token_ids[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")})
         config["text_config"].update({k: token_ids[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id")})
+        from deepvrm.configuration_deepvrm import CONFIG_CLASSES
+
         system_prompt = CONFIG_CLASSES[backbone].system_prompt  # the backbone's default (none for Qwen3-VL/3.5)
         config.update(
             prompt_ids_from_tokenizer(build_tiny_tokenizer(backbone), DEFAULT_PROMPT, system_prompt, DEFAULT_LABELS,
@@ -308,4 +311,6 @@ def preset_config(name: str, **overrides: Any):
             config[key] = {**config[key], **value}
         else:
             config[key] = value
+    from deepvrm.configuration_deepvrm import CONFIG_CLASSES
+
     return CONFIG_CLASSES[preset_backbone(name)](**config)

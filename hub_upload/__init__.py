@@ -6,9 +6,21 @@
                                                (`model.push_to_hub` is transformers' own: no card)
 """
 
-from .export import Export, ExportError, export_model, write_export
-from .upload import HubUploadError, PushResult, push, push_model
-from .verify import CleanProcessError, check_in_clean_process
+# Imported on first use: `deepvrm push --help` (whose module sits in this package) needs none of them.
+_PUBLIC = {
+    "Export": "export", "ExportError": "export", "export_model": "export", "write_export": "export",
+    "HubUploadError": "upload", "PushResult": "upload", "push": "upload", "push_model": "upload",
+    "CleanProcessError": "verify", "check_in_clean_process": "verify",
+}  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CleanProcessError",

@@ -1,8 +1,8 @@
 """Where and in what precision a model runs: the dtype names every command accepts and their
 resolution to torch objects.
 
-    DTYPES                     {"float32": torch.float32, "bfloat16": ..., "float16": ...}
-    DTYPE_CHOICES              ("auto", "float32", "bfloat16", "float16")  (command-line choices)
+    DTYPE_NAMES                ("float32", "bfloat16", "float16")
+    DTYPE_CHOICES              ("auto", *DTYPE_NAMES)  (command-line choices)
     resolve_device("auto")     -> torch.device (CUDA, then MPS, then CPU)
     resolve_dtype("auto", dev) -> torch.dtype  (bfloat16/float16 on GPUs, float32 on CPU)
     torch_dtype(name)          -> torch.dtype, or "auto" (the checkpoint's own, for from_pretrained)
@@ -10,15 +10,22 @@ resolution to torch objects.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DTYPE_CHOICES = ("auto", *DTYPES)
+if TYPE_CHECKING:
+    import torch
+
+# Names only: the commands build their options from these before anything imports torch (help and
+# argument errors answer at once); torch is imported by the functions that resolve them.
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+DTYPE_CHOICES = ("auto", *DTYPE_NAMES)
 
 
 def resolve_device(device: str | None = "auto") -> torch.device:
     """`auto`: CUDA when available, then MPS, then the CPU. Raises `ValueError` for a device this
     machine does not have."""
+    import torch
+
     if device in (None, "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -38,6 +45,8 @@ def resolve_device(device: str | None = "auto") -> torch.device:
 
 def resolve_dtype(dtype: str | None = "auto", device: torch.device | str = "cpu") -> torch.dtype:
     """`auto`: bfloat16 on GPUs that support it (float16 on older ones and on MPS), float32 on CPU."""
+    import torch
+
     device = torch.device(device)
     if dtype in (None, "auto"):
         if device.type == "cuda":
@@ -51,13 +60,15 @@ def resolve_dtype(dtype: str | None = "auto", device: torch.device | str = "cpu"
 def torch_dtype(dtype: str | torch.dtype | None):
     """The torch dtype named `dtype` (a torch dtype passes through); `auto`/None stay "auto", which
     `from_pretrained` reads as the checkpoint's own dtype. Raises `ValueError` for another name."""
+    import torch
+
     if dtype in (None, "auto"):
         return "auto"
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype not in DTYPES:
+    if dtype not in DTYPE_NAMES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_CHOICES)}.")
-    return DTYPES[dtype]
+    return getattr(torch, dtype)
 
 
-__all__ = ["DTYPES", "DTYPE_CHOICES", "resolve_device", "resolve_dtype", "torch_dtype"]
+__all__ = ["DTYPE_NAMES", "DTYPE_CHOICES", "resolve_device", "resolve_dtype", "torch_dtype"]

@@ -23,7 +23,7 @@ from deepvrm import DeepVRMConfig, DeepVRMForImageClassification
 from deepvrm.configuration import preset_config
 from deepvrm.analysis import synthetic
 from deepvrm.analysis._common import load_analysis_model
-from deepvrm.analysis.probe import main as probe_main
+from deepvrm.cli.probe import main as probe_main
 from deepvrm.analysis.probe import pooled_hidden_states, suggest_injection_layer
 from deepvrm.cli import main as cli_main
 from deepvrm.configuration.init_model import build_processor

@@ -6,7 +6,9 @@
 
 Options come from three places, later ones winning: the dataclass defaults, the recipe (default
 `stage<N>`, see configuration/recipes/), the command line. Every option has a dash and an
-underscore spelling (`--train-data`, `--train_data`).
+underscore spelling (`--train-data`, `--train_data`). `--help` lists Deep-VRM's own options at once;
+`--help-all` adds every `transformers.TrainingArguments` option (which takes seconds: that import
+loads torch).
 """
 
 from __future__ import annotations
@@ -18,18 +20,23 @@ import sys
 logger = logging.getLogger("deepvrm.trainers")
 
 
-def _parser():
-    from transformers import HfArgumentParser, TrainingArguments
+def _parser(training_arguments: bool = True):
+    """The command's parser; without `training_arguments`, only Deep-VRM's own options (for --help)."""
+    from transformers import HfArgumentParser
 
-    from .train import DataArguments, ModelArguments, RecipeArguments
+    from .arguments import DataArguments, ModelArguments, RecipeArguments
 
-    parser = HfArgumentParser(
-        (ModelArguments, DataArguments, RecipeArguments, TrainingArguments),
-        prog="deepvrm train",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    return parser
+    dataclasses = [ModelArguments, DataArguments, RecipeArguments]
+    epilog = None
+    if training_arguments:
+        from transformers import TrainingArguments
+
+        dataclasses.append(TrainingArguments)
+    else:
+        epilog = ("Every transformers.TrainingArguments option is accepted too (--output-dir, --learning-rate, "
+                  "--num-train-epochs, --per-device-train-batch-size, --bf16, ...): `deepvrm train --help-all` lists them.")  # fmt: skip
+    return HfArgumentParser(dataclasses, prog="deepvrm train", description=__doc__, epilog=epilog,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
 
 
 def _given(argv: list[str]) -> set[str]:
@@ -62,6 +69,9 @@ def _renamed(argv: list[str]) -> list[str]:
 
 def parse_args(argv: list[str]):
     """(model, data, recipe, training) arguments: dataclass defaults < recipe < command line."""
+    # Deep-VRM's own options first, without TrainingArguments (whose import loads torch): a bad value
+    # there is reported at once. Only an unknown option waits for the full parser.
+    _parser(training_arguments=False).parse_known_args(_renamed(list(argv)))
     import torch
 
     from .recipes import load_recipe
@@ -120,12 +130,15 @@ def parse_args(argv: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import train
-
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv or "--help-all" in argv:
+        _parser(training_arguments="--help-all" in argv).print_help()
+        return 0
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         model_args, data_args, recipe_args, training_args = parse_args(argv)
+        from .train import train
+
         train(model_args, data_args, recipe_args, training_args)
     except ValueError as error:
         print(f"deepvrm train: error: {error}", file=sys.stderr)
