@@ -13,6 +13,13 @@ forward pass fails is retried image by image (`batches.run_or_split`), so one ba
 costs its neighbours. A score that is not a finite number (a model with NaN weights, a float16
 overflow) is that image's error, never a verdict. `Detector.from_pretrained()` without a model uses the shipped demo model
 and says on stderr what that is (`sources.default_model`).
+
+`compile=True` (or a `torch.compile` mode name) compiles the model's repeated blocks in place with
+`torch.compile` (inductor): every block of both vision towers, and the decoder layers' norms and
+MLPs (`compile_model`, `compiled_regions`). Off by default on every device: on a CPU it does not
+pay (benchmarks/bench_compile.py), and on a GPU it is to be switched on by default only where the
+GPU check (benchmarks/gpu_check.py --compile) shows that it does. Scores are those of the
+uncompiled model within round-off (tests/test_compile.py).
 """
 
 from __future__ import annotations
@@ -32,6 +39,94 @@ from deepvrm.inference.devices import resolve_device, resolve_dtype
 from deepvrm.inference.errors import ModelLoadError, one_line
 from deepvrm.inference.images import DEFAULT_MAX_PIXELS, ImageError, fit_aspect_ratio, open_image
 from deepvrm.inference.sources import default_model, hub_error, resolve_model
+
+
+# `compile=` values: off, on (inductor's default mode), or one of torch.compile's modes by name.
+COMPILE_OFF = (False, None, "off", "none", "no", "false")
+COMPILE_ON = (True, "on", "yes", "true")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_mode(compile) -> str | None:
+    """The torch.compile mode that a `compile=` value asks for, or None for no compilation.
+    False/None/"off" -> None; True/"on" -> "default"; a mode name -> itself. Raises `ValueError`
+    for anything else (the command line can call this to refuse a bad value before loading)."""
+    if isinstance(compile, str):
+        compile = compile.strip().lower()
+    if compile in COMPILE_OFF:
+        return None
+    if compile in COMPILE_ON:
+        return "default"
+    if compile in COMPILE_MODES:
+        return compile
+    raise ValueError(f"compile must be true/false or one of {', '.join(COMPILE_MODES)}; got {compile!r}.")
+
+
+def compiled_regions(model) -> list[torch.nn.Module]:
+    """The modules whose `forward` `compile_model` compiles: every block of each vision tower
+    (`visual` and, in the separate-tower form, `visual_low_level`), and in the decoder every layer's
+    norms and MLP and the final norm.
+
+    Regional compilation: the blocks of a tower (the MLPs, the norms) are instances of one class
+    called on tensors of the same shapes, so dynamo traces and inductor compiles each kind once and
+    every instance reuses that code (its weights are graph inputs). A block of a tower is compiled
+    whole (norms, attention with its rotary embedding, MLP, residuals: the elementwise work around
+    the matmuls fuses). A decoder layer is not compiled whole: on the classification path its
+    attention receives the cache that holds the prompt prefix's keys/values of every layer, and its
+    own index, so dynamo would specialise one graph per layer (28 compilations, past the recompile
+    limit); the norms and the MLP see only their input. What runs between these (patch embedding,
+    window order, the grid plan, the chat prompt, M-RoPE positions, masks) stays eager."""
+    inner = model.model if hasattr(model, "model") and hasattr(model.model, "vision_towers") else model
+    regions: list[torch.nn.Module] = []
+    for tower in inner.vision_towers:
+        regions += list(tower.blocks)
+    for layer in inner.language_model.layers:
+        regions += [getattr(layer, name) for name in ("input_layernorm", "post_attention_layernorm", "mlp")
+                    if isinstance(getattr(layer, name, None), torch.nn.Module)]
+    if isinstance(getattr(inner.language_model, "norm", None), torch.nn.Module):
+        regions.append(inner.language_model.norm)
+    return regions
+
+
+# Graphs per compiled function that dynamo may keep (its default, 8, is per code object: the norms
+# meet prompts, the cached prefix, the answer position and strided views of them; a tower's blocks
+# meet window and full attention at each batch shape). Past it a function would run eagerly.
+RECOMPILE_LIMIT = 64
+
+
+def compile_model(model, compile=True, dynamic: bool | None = None, backend="inductor"):
+    """Compile `model`'s repeated blocks in place (`compiled_regions`: each one's `forward` becomes
+    `torch.compile(forward)`; module names, parameters and state dicts are unchanged) and return it;
+    `compile` off undoes it.
+
+    `compile`: True or a torch.compile mode (see `compile_mode`). `dynamic`: torch.compile's. With
+    None (the default) the first shape is compiled static; a later call of another shape (another
+    batch size, the last partial batch, another image grid) recompiles once with those sizes
+    symbolic, which then serves every size, so a long run does not recompile per batch. (A fixed
+    pixel budget and a fixed batch size give one shape: static kernels, and CUDA graphs with
+    `compile="reduce-overhead"`.) `backend`: torch.compile's (tests use a cheap one). Raises
+    dynamo's recompile limit to `RECOMPILE_LIMIT` for the process (a limit, never lowered).
+
+    Graph breaks that remain are data-dependent, on purpose: the vision attention groups its
+    windows by length (`torch.unique(...).tolist()`, fast_vision.py; Qwen3-VL's stock attention
+    splits per image), so each block is two graphs around that."""
+    mode = compile_mode(compile)
+    if mode is not None:
+        import torch._dynamo
+
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    for module in compiled_regions(model):
+        module.__dict__.pop("forward", None)  # back to the class's forward
+        if mode is not None:
+            module.forward = torch.compile(module.forward, mode=None if mode == "default" else mode, dynamic=dynamic,
+                                           backend=backend)
+    model._deepvrm_compile_mode = mode
+    return model
+
+
+def is_compiled(model) -> bool:
+    """Whether `compile_model` compiled `model` (and did not undo it)."""
+    return getattr(model, "_deepvrm_compile_mode", None) is not None
 
 
 @dataclass
@@ -115,10 +210,18 @@ class Detector:
         threshold: float = 0.5,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         workers: int | None = None,
+        compile=False,
     ):
+        """`compile`: False (default), True, or a torch.compile mode name (`compile_mode`): compiles
+        `model`'s blocks in place (`compile_model`); the first batches of each new shape pay the
+        compilation (tens of seconds), later ones run the compiled code."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        mode = compile_mode(compile)
         self.model = model.eval()
+        if mode is not None:
+            compile_model(self.model, mode)
+        self.compile = mode
         self.image_processor = image_processor
         self.batch_size = batch_size
         self.threshold = threshold
@@ -138,17 +241,21 @@ class Detector:
         threshold: float = 0.5,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         workers: int | None = None,
+        compile=False,
         **load_kwargs,
     ) -> "Detector":
         """`model`: a folder or a Hub id; None: the shipped demo model, announced on stderr as what it
-        is (a demonstration, not a real-world detector). Raises `ValueError` for a bad device/dtype
-        and `ModelLoadError` (also a `ValueError`) for a model it cannot load."""
+        is (a demonstration, not a real-world detector). `compile`: see `__init__` (off by default).
+        Raises `ValueError` for a bad device/dtype/compile value and `ModelLoadError` (also a
+        `ValueError`) for a model it cannot load."""
+        compile_mode(compile)  # a bad value is a usage error before anything loads
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)  # a bad dtype is a usage error before the notice
         if model is None:
             model = default_model()
         classifier, processor = load_classifier(model, torch_device, torch_dtype, **load_kwargs)
-        return cls(classifier, processor, batch_size=batch_size, threshold=threshold, max_pixels=max_pixels, workers=workers)
+        return cls(classifier, processor, batch_size=batch_size, threshold=threshold, max_pixels=max_pixels, workers=workers,
+                   compile=compile)
 
     @property
     def device(self) -> torch.device:
@@ -261,4 +368,5 @@ class Detector:
                 yield ScoreResult(path, score=outcome, threshold=self.threshold)
 
 
-__all__ = ["Detector", "ModelLoadError", "ScoreResult", "load_classifier", "resolve_device", "resolve_dtype"]
+__all__ = ["COMPILE_MODES", "Detector", "ModelLoadError", "ScoreResult", "compile_mode", "compile_model", "compiled_regions",
+           "is_compiled", "load_classifier", "resolve_device", "resolve_dtype"]
