@@ -23,9 +23,17 @@ each backbone's injection layer is that mixin on the backbone's own decoder-laye
                                          fusion at layer K sees them, as it sees every earlier layer)
     DeepVRMQwen3_5InjectionDecoderLayer  Qwen3_5DecoderLayer      (linear or full attention, as the
                                          layer's type says: the fusion is on its input either way)
+
+The classification path also passes one more keyword argument, `answer_position_layer` (the last
+layer's index), read by that layer alone (`AnswerPositionMixin`, also in front of the injection
+layers in case K is the last layer): it needs its keys and values at every position but its query,
+attention output, MLP and final norm only at the answer position. Every backbone's last layer gets
+the mixin (the `DeepVRM*AnswerDecoderLayer` classes); without the keyword it is the stock layer.
 """
 
 from __future__ import annotations
+
+import sys
 
 import torch
 from torch import nn
@@ -82,13 +90,89 @@ class InjectionMixin:
         return super().forward(hidden_states, *args, **kwargs)
 
 
-class DeepVRMInjectionDecoderLayer(InjectionMixin, Qwen2_5_VLDecoderLayer):
+class _PriorKeyValues:
+    """Stands in for the cache of one attention call: the keys and values of the earlier positions,
+    which the call's own (the answer position's) are appended to, as a cache would."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        self.keys, self.values = keys, values
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
+
+
+def rotated_keys_values(attn: nn.Module, hidden_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """The keys (normed where the backbone norms them, rotated) and values a stock attention module
+    computes from `hidden_states` [batch, seq, hidden], as [batch, kv_heads, seq, head_dim]."""
+    shape = (*hidden_states.shape[:-1], -1, attn.head_dim)
+    keys = attn.k_proj(hidden_states).view(shape)
+    if getattr(attn, "k_norm", None) is not None:  # Qwen3-VL, Qwen3.5
+        keys = attn.k_norm(keys)
+    keys = keys.transpose(1, 2)
+    values = attn.v_proj(hidden_states).view(shape).transpose(1, 2)
+    # The rotary function of the attention's own module (Qwen3.5's rotates only part of each head).
+    rotate = sys.modules[type(attn).__module__].apply_rotary_pos_emb
+    _, keys = rotate(keys, keys, cos, sin)
+    return keys, values
+
+
+class AnswerPositionMixin:
+    """Put before a stock decoder-layer class (the last layer): given `answer_position_layer` equal to
+    its own index it returns `[batch, 1, hidden]`, the stock layer's output at the last position only.
+
+    Causal attention: the last position's output needs every position's keys and values, but no
+    other position's query, attention output or MLP. So the keys/values of the earlier positions
+    are computed here (input norm, k/v projections, k-norm, rotary: `rotated_keys_values`), and the
+    stock layer itself runs on the last position alone, with those keys/values handed to its
+    attention as a cache (behind a cached prompt prefix, if there is one). Where the mixer needs
+    every position anyway (Qwen3.5's linear attention) or the mask is not a [batch, 1, q, kv] tensor
+    (flash attention's 2-D padding mask, flex attention), the stock layer runs in full and the last
+    row is kept."""
+
+    def forward(self, hidden_states: torch.Tensor, *args, answer_position_layer: int | None = None, **kwargs):
+        attn = getattr(self, "self_attn", None)
+        mixer = attn if attn is not None else self.linear_attn  # Qwen3.5's linear-attention layers
+        if answer_position_layer != mixer.layer_idx:  # every layer sees the keyword; one reads it
+            return super().forward(hidden_states, *args, **kwargs)
+        mask = kwargs.get("attention_mask")
+        cuttable = mask is None or (torch.is_tensor(mask) and mask.ndim == 4)
+        if args or attn is None or not cuttable or "position_embeddings" not in kwargs:
+            return super().forward(hidden_states, *args, **kwargs)[:, -1:]
+        cos, sin = kwargs["position_embeddings"]  # [batch, seq, dim] after the backbone's M-RoPE layout
+        keys, values = rotated_keys_values(attn, self.input_layernorm(hidden_states[:, :-1]), cos[:, :-1], sin[:, :-1])
+        cache = kwargs.get("cache")
+        if cache is None:
+            cache = _PriorKeyValues(keys, values)
+        else:  # a prompt prefix's keys/values are in it: append the earlier positions' behind them
+            cache.update(keys, values, attn.layer_idx)
+        kwargs["cache"] = cache
+        kwargs["position_embeddings"] = (cos[:, -1:], sin[:, -1:])
+        # The last query row of the mask (None: no padding, and the last position sees every key).
+        kwargs["attention_mask"] = None if mask is None else mask[..., -1:, :]
+        if torch.is_tensor(kwargs.get("position_ids")):
+            kwargs["position_ids"] = kwargs["position_ids"][..., -1:]
+        return super().forward(hidden_states[:, -1:], **kwargs)
+
+
+class DeepVRMInjectionDecoderLayer(InjectionMixin, AnswerPositionMixin, Qwen2_5_VLDecoderLayer):
     """A stock Qwen2.5-VL decoder layer that first applies the residual fusion to its input."""
 
 
-class DeepVRMQwen3VLInjectionDecoderLayer(InjectionMixin, Qwen3VLTextDecoderLayer):
+class DeepVRMQwen3VLInjectionDecoderLayer(InjectionMixin, AnswerPositionMixin, Qwen3VLTextDecoderLayer):
     """A stock Qwen3-VL decoder layer that first applies the residual fusion to its input."""
 
 
-class DeepVRMQwen3_5InjectionDecoderLayer(InjectionMixin, Qwen3_5DecoderLayer):
+class DeepVRMQwen3_5InjectionDecoderLayer(InjectionMixin, AnswerPositionMixin, Qwen3_5DecoderLayer):
     """A stock Qwen3.5 decoder layer (linear or full attention) that first applies the residual fusion."""
+
+
+class DeepVRMAnswerDecoderLayer(AnswerPositionMixin, Qwen2_5_VLDecoderLayer):
+    """A stock Qwen2.5-VL decoder layer that can compute its output at the answer position only."""
+
+
+class DeepVRMQwen3VLAnswerDecoderLayer(AnswerPositionMixin, Qwen3VLTextDecoderLayer):
+    """A stock Qwen3-VL decoder layer that can compute its output at the answer position only."""
+
+
+class DeepVRMQwen3_5AnswerDecoderLayer(AnswerPositionMixin, Qwen3_5DecoderLayer):
+    """A stock Qwen3.5 decoder layer that can compute its output at the answer position only."""

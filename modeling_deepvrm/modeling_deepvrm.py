@@ -51,7 +51,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLModel
+from transformers import DynamicCache, PretrainedConfig, PreTrainedModel, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLModel
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
 from transformers.core_model_loading import WeightRenaming
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
@@ -65,7 +65,7 @@ from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position
 
 from .configuration_deepvrm import DeepVRMConfig, backbone_of, config_class_for_path
 from .fast_vision import use_fast_vision_modules
-from .injection import DeepVRMInjectionDecoderLayer, ResidualFusion
+from .injection import DeepVRMAnswerDecoderLayer, DeepVRMInjectionDecoderLayer, ResidualFusion
 from .processing_deepvrm import chat_template_for, prompt_ids_from_tokenizer
 from .shared_tower import (
     LoRADelta,
@@ -383,6 +383,11 @@ class DeepVRMModelMixin:
     vision_tower_class = None  # the stock vision tower (`visual` and `visual_low_level`)
     text_model_class = None  # the stock text model (`language_model`)
     injection_layer_class = None  # the stock decoder layer with InjectionMixin in front (injection.py)
+    answer_layer_class = None  # the stock decoder layer with AnswerPositionMixin in front (injection.py)
+    # Whether the classification path may compute the prompt prefix once (its keys/values in a
+    # DynamicCache): true where every decoder layer is attention (Qwen3.5's linear-attention layers
+    # carry a recurrent state instead, which the stock layers do not start from a batch-expanded copy).
+    supports_prefix_cache = True
     image_features_class = None  # the stock image-features output plus `low_level_pooler_output`
 
     def __init__(self, config):
@@ -398,8 +403,13 @@ class DeepVRMModelMixin:
         self.language_model = self.text_model_class._from_config(config.text_config)
         k = config.injection_layer
         self.language_model.layers[k] = self.injection_layer_class(config.text_config, k, config.fusion)
+        last = self.language_model.layers[-1]
+        if not isinstance(last, self.injection_layer_class):
+            # The same stock layer (same parameters), which can also run at the answer position only.
+            last.__class__ = self.answer_layer_class
         self.rope_deltas = None
         self._vision_plans: dict = {}  # per image grid: what both towers derive from it alone
+        self._prefix_entry = None  # (key, per-layer keys/values) of the last prompt prefix computed
         self.prepare_vision_towers()
         self.post_init()
         self.copy_visual_to_low_level()
@@ -524,6 +534,69 @@ class DeepVRMModelMixin:
             **kwargs,
         )
 
+    @torch.no_grad()
+    def answer_position_states(self, input_ids: torch.Tensor, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor,
+                               prefix_length: int = 0, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The final-norm hidden state at the last position of each row, `[batch, hidden]`, for
+        unpadded prompts whose first `prefix_length` tokens are the same image-free text in every row.
+        The same numbers as `forward(...).last_hidden_state[:, -1]` (float round-off aside), with two
+        exact savings:
+
+        - the last decoder layer computes its query, attention output and MLP (and the final norm
+          runs) at the last position only (`AnswerPositionMixin`);
+        - causal attention: the prefix's hidden states and keys/values do not depend on the image, so
+          they are computed once at batch 1 (`_prefix_keys_values`, kept while the language model's
+          weights are unchanged) and the rest of each row runs behind them, its M-RoPE positions
+          taken from the full prompt's.
+
+        `position_ids`: the full prompt's M-RoPE positions `[3, batch, seq]` if the caller has them.
+        """
+        batch = input_ids.shape[0]
+        positions = position_ids if position_ids is not None else self.prompt_position_ids(input_ids, image_grid_thw)
+        start, cache = 0, None
+        if prefix_length > 0 and self.supports_prefix_cache:
+            start = prefix_length
+            prefix = self._prefix_keys_values(input_ids[0, :start], positions[:, :1, :start])
+            # Expanded views: the first cache update concatenates, so the kept tensors are never written.
+            cache = DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix])
+        # Qwen3-VL adds DeepStack features after its first layers, at every image position: not the last
+        # layer's output then cut to one position (no preset has that few layers, but a config may).
+        deepstack = len(getattr(self.config.vision_config, "deepstack_visual_indexes", None) or [])
+        layers = len(self.language_model.layers)
+        outputs = self(
+            input_ids=input_ids[:, start:], position_ids=positions[:, :, start:], cache=cache,
+            pixel_values=pixel_values, image_grid_thw=image_grid_thw, use_cache=False,
+            answer_position_layer=(layers - 1) if deepstack < layers else None,
+        )
+        return outputs.last_hidden_state[:, -1]
+
+    def prompt_position_ids(self, input_ids: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
+        """The M-RoPE positions `[3, batch, seq]` the backbone gives unpadded prompts with these images."""
+        types = mm_token_type_ids_from_input_ids(input_ids, self.config)
+        return self.get_rope_index(input_ids, mm_token_type_ids=types, image_grid_thw=image_grid_thw)[0]
+
+    def _weights_signature(self) -> tuple | None:
+        """Identity and in-place-write counter of every language-model tensor: any optimizer step,
+        `load_state_dict`, `.to()` or assignment changes it. None where a tensor has no counter."""
+        try:
+            return tuple((id(t), t.data_ptr(), t._version)
+                         for t in (*self.language_model.parameters(), *self.language_model.buffers()))
+        except RuntimeError:  # inference tensors (made under inference_mode) have no version counter
+            return None
+
+    def _prefix_keys_values(self, prefix_ids: torch.Tensor, prefix_positions: torch.Tensor) -> list:
+        """Per decoder layer, the keys and values `[1, kv_heads, prefix, head_dim]` of the prompt prefix,
+        computed by the stock text model and kept for the next call while the weights are unchanged."""
+        signature = self._weights_signature()
+        key = (tuple(prefix_ids.tolist()), prefix_ids.device, self.language_model.embed_tokens.weight.dtype, signature)
+        if signature is not None and self._prefix_entry is not None and self._prefix_entry[0] == key:
+            return self._prefix_entry[1]
+        cache = DynamicCache()
+        self.language_model(input_ids=prefix_ids[None], position_ids=prefix_positions, cache=cache, use_cache=True)
+        prefix = [(layer.keys, layer.values) for layer in cache.layers]
+        self._prefix_entry = (key, prefix) if signature is not None else None
+        return prefix
+
     def _image_token_mask(self, input_ids, inputs_embeds, low_level_image_embeds) -> torch.Tensor:
         """[batch, seq] bool: the image-placeholder positions, as many as there are low-level embeddings."""
         if input_ids is not None:
@@ -594,6 +667,7 @@ class DeepVRMClassificationMixin:
         # tokens' rows are ever multiplied.
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
         self.num_labels = len(config.id2label)
+        self._prompt_plans: dict = {}  # per image grid and prompt: ids, mask, positions (see _prompt_plan)
         self.post_init()
 
     def get_input_embeddings(self):
@@ -617,6 +691,34 @@ class DeepVRMClassificationMixin:
             image_grid_thw, config.vision_config.spatial_merge_size,
         )
 
+    def _prompt_plan(self, image_grid_thw: torch.Tensor) -> dict:
+        """`build_prompt_inputs` (and, once the savings path needs them, the prompt's M-RoPE positions),
+        kept per image grid: both depend only on the grid and the config's prompt ids, and building
+        them is a Python loop per row (a fixed pixel budget gives one grid). Callers only read them."""
+        config = self.config
+        key = (tuple(image_grid_thw.flatten().tolist()), image_grid_thw.device, tuple(config.prompt_prefix_ids or ()),
+               tuple(config.prompt_suffix_ids or ()), config.image_token_id, config.vision_config.spatial_merge_size,
+               getattr(config.text_config, "pad_token_id", None), str(getattr(config.text_config, "eos_token_id", None)))
+        plan = self._prompt_plans.get(key)
+        if plan is None:
+            input_ids, attention_mask = self.build_prompt_inputs(image_grid_thw)
+            plan = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if len(self._prompt_plans) >= 64:
+                self._prompt_plans.pop(next(iter(self._prompt_plans)))
+            self._prompt_plans[key] = plan
+        return plan
+
+    # Set False to always run the full forward (e.g. to time or check the savings against it).
+    classification_savings = True
+
+    def uses_classification_savings(self, attention_mask, output_hidden_states, kwargs) -> bool:
+        """Whether this call takes `answer_position_states` (exact savings) rather than the full forward:
+        inference only (no gradients, eval mode), no padding (every image of the batch has the same
+        token count, as with a fixed pixel budget), and nothing asked for that needs every position
+        of every layer (hidden states, attentions, injected embeddings of one's own, ...)."""
+        return (self.classification_savings and attention_mask is None and not output_hidden_states and not kwargs
+                and not self.training and not torch.is_grad_enabled())
+
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -633,17 +735,27 @@ class DeepVRMClassificationMixin:
         """
         if pixel_values.ndim == 3:
             pixel_values = pixel_values.reshape(-1, pixel_values.shape[-1])
-        input_ids, attention_mask = self.build_prompt_inputs(image_grid_thw)
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            pixel_values=pixel_values,
-            image_grid_thw=image_grid_thw,
-            use_cache=False,
-            output_hidden_states=output_hidden_states,
-            **kwargs,
-        )
-        answer_states = outputs.last_hidden_state[:, -1]
+        plan = self._prompt_plan(image_grid_thw)
+        input_ids, attention_mask = plan["input_ids"], plan["attention_mask"]
+        if self.uses_classification_savings(attention_mask, output_hidden_states, kwargs):
+            if plan.get("position_ids") is None:
+                plan["position_ids"] = self.model.prompt_position_ids(input_ids, image_grid_thw)
+            answer_states = self.model.answer_position_states(
+                input_ids, pixel_values, image_grid_thw, prefix_length=len(self.config.prompt_prefix_ids),
+                position_ids=plan["position_ids"],
+            )
+            outputs = ImageClassifierOutput()  # no per-layer outputs on this path (none were asked for)
+        else:
+            outputs = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                pixel_values=pixel_values,
+                image_grid_thw=image_grid_thw,
+                use_cache=False,
+                output_hidden_states=output_hidden_states,
+                **kwargs,
+            )
+            answer_states = outputs.last_hidden_state[:, -1]
         answer_rows = self.lm_head.weight[list(self.config.answer_token_ids)]
         logits = answer_states @ answer_rows.to(answer_states.dtype).T
         loss = None
@@ -658,7 +770,8 @@ class DeepVRMClassificationMixin:
 class DeepVRMPreTrainedModel(DeepVRMPreTrainedMixin, Qwen2_5_VLPreTrainedModel):
     config: DeepVRMConfig
     config_class = DeepVRMConfig
-    _no_split_modules = ["Qwen2_5_VLDecoderLayer", "DeepVRMInjectionDecoderLayer", "Qwen2_5_VLVisionBlock"]
+    _no_split_modules = ["Qwen2_5_VLDecoderLayer", "DeepVRMInjectionDecoderLayer", "DeepVRMAnswerDecoderLayer",
+                         "Qwen2_5_VLVisionBlock"]
 
 
 class DeepVRMModel(DeepVRMModelMixin, DeepVRMPreTrainedModel, Qwen2_5_VLModel):
@@ -668,6 +781,7 @@ class DeepVRMModel(DeepVRMModelMixin, DeepVRMPreTrainedModel, Qwen2_5_VLModel):
     vision_tower_class = Qwen2_5_VisionTransformerPretrainedModel
     text_model_class = Qwen2_5_VLTextModel
     injection_layer_class = DeepVRMInjectionDecoderLayer
+    answer_layer_class = DeepVRMAnswerDecoderLayer
     image_features_class = DeepVRMImageFeatures
 
     def prepare_vision_towers(self) -> None:

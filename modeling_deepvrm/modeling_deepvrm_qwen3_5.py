@@ -13,7 +13,7 @@ from transformers import Qwen3_5ForConditionalGeneration, Qwen3_5Model
 from transformers.models.qwen3_5.modeling_qwen3_5 import Qwen3_5PreTrainedModel, Qwen3_5TextModel, Qwen3_5VisionModel
 
 from .configuration_deepvrm import DeepVRMQwen3_5Config
-from .injection import DeepVRMQwen3_5InjectionDecoderLayer
+from .injection import DeepVRMQwen3_5AnswerDecoderLayer, DeepVRMQwen3_5InjectionDecoderLayer
 from .modeling_deepvrm import (
     DeepVRMClassificationMixin,
     DeepVRMGenerationMixin,
@@ -26,7 +26,8 @@ from .modeling_deepvrm import (
 class DeepVRMQwen3_5PreTrainedModel(DeepVRMPreTrainedMixin, Qwen3_5PreTrainedModel):
     config: DeepVRMQwen3_5Config
     config_class = DeepVRMQwen3_5Config
-    _no_split_modules = ["Qwen3_5DecoderLayer", "DeepVRMQwen3_5InjectionDecoderLayer", "Qwen3_5VisionBlock"]
+    _no_split_modules = ["Qwen3_5DecoderLayer", "DeepVRMQwen3_5InjectionDecoderLayer", "DeepVRMQwen3_5AnswerDecoderLayer",
+                         "Qwen3_5VisionBlock"]
 
 
 class DeepVRMQwen3_5Model(DeepVRMModelMixin, DeepVRMQwen3_5PreTrainedModel, Qwen3_5Model):
@@ -35,6 +36,9 @@ class DeepVRMQwen3_5Model(DeepVRMModelMixin, DeepVRMQwen3_5PreTrainedModel, Qwen
     vision_tower_class = Qwen3_5VisionModel
     text_model_class = Qwen3_5TextModel
     injection_layer_class = DeepVRMQwen3_5InjectionDecoderLayer
+    answer_layer_class = DeepVRMQwen3_5AnswerDecoderLayer
+    # Linear-attention layers carry a recurrent state: the prompt prefix is not computed apart.
+    supports_prefix_cache = False
     image_features_class = DeepVRMImageFeatures
 
 

@@ -21,7 +21,7 @@ from transformers.models.qwen3_vl.modeling_qwen3_vl import (
 )
 
 from .configuration_deepvrm import DeepVRMQwen3VLConfig
-from .injection import DeepVRMQwen3VLInjectionDecoderLayer
+from .injection import DeepVRMQwen3VLAnswerDecoderLayer, DeepVRMQwen3VLInjectionDecoderLayer
 from .modeling_deepvrm import (
     DeepVRMClassificationMixin,
     DeepVRMGenerationMixin,
@@ -43,7 +43,8 @@ class DeepVRMQwen3VLImageFeatures(BaseModelOutputWithDeepstackFeatures):
 class DeepVRMQwen3VLPreTrainedModel(DeepVRMPreTrainedMixin, Qwen3VLPreTrainedModel):
     config: DeepVRMQwen3VLConfig
     config_class = DeepVRMQwen3VLConfig
-    _no_split_modules = ["Qwen3VLTextDecoderLayer", "DeepVRMQwen3VLInjectionDecoderLayer", "Qwen3VLVisionBlock"]
+    _no_split_modules = ["Qwen3VLTextDecoderLayer", "DeepVRMQwen3VLInjectionDecoderLayer", "DeepVRMQwen3VLAnswerDecoderLayer",
+                         "Qwen3VLVisionBlock"]
 
 
 class DeepVRMQwen3VLModel(DeepVRMModelMixin, DeepVRMQwen3VLPreTrainedModel, Qwen3VLModel):
@@ -52,6 +53,7 @@ class DeepVRMQwen3VLModel(DeepVRMModelMixin, DeepVRMQwen3VLPreTrainedModel, Qwen
     vision_tower_class = Qwen3VLVisionModel
     text_model_class = Qwen3VLTextModel
     injection_layer_class = DeepVRMQwen3VLInjectionDecoderLayer
+    answer_layer_class = DeepVRMQwen3VLAnswerDecoderLayer
     image_features_class = DeepVRMQwen3VLImageFeatures
 
 
