@@ -266,3 +266,18 @@ def test_stage2_from_missing_model_fails_clearly(tmp_path, image_folder, capsys)
     code = train_main(["--stage", "2", "--model", str(tmp_path / "nope"), "--train-data", str(image_folder),
                        "--output-dir", str(tmp_path / "o"), *FAST])
     assert code == 2 and "nope" in capsys.readouterr().err
+
+
+def test_saving_an_adapter_of_a_preset_base_asks_the_hub_nothing(image_folder, tmp_path, monkeypatch):
+    """PEFT's default adapter save asks the Hub whether the base (here the preset name "tiny") has a
+    config.json: no request may leave a training run."""
+    import peft.utils.save_and_load as peft_saving
+
+    asked = []
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # PEFT skips the request only in offline mode
+    monkeypatch.setattr(peft_saving, "check_file_exists_on_hf_hub", lambda repo, name, **kw: asked.append((repo, name)))
+    adapter = tmp_path / "adapter"
+    assert train_main(["--stage", "2", "--model", "tiny", "--train-data", str(image_folder), "--output-dir", str(adapter),
+                       *FAST, "--max-steps", "1", "--save-strategy", "no", "--save-adapter-only"]) == 0  # fmt: skip
+    assert (adapter / "adapter_model.safetensors").exists()
+    assert asked == []

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import asdict
@@ -51,6 +52,10 @@ def build_peft_model(model_args: ModelArguments, recipe: RecipeArguments, meta: 
     # resolves from anywhere, not by the path as this command was given it.
     for config in peft_model.peft_config.values():
         config.base_model_name_or_path = portable_reference(model_args.model)
+    # PEFT's default (`save_embedding_layers="auto"`) asks the Hub at every save whether the base has a
+    # config.json (for a preset base, a repo named "tiny"): a network request during training that
+    # decides nothing here, since no Deep-VRM recipe changes the embeddings or the vocabulary.
+    peft_model.save_pretrained = functools.partial(peft_model.save_pretrained, save_embedding_layers=False)
     return peft_model
 
 
