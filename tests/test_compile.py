@@ -104,3 +104,40 @@ def test_inductor_scores_as_eager(tiny_model_dir, fresh_dynamo, tmp_path):
     compiled.workers = 2
     scores = [r.score for r in compiled.score_paths(paths)]
     np.testing.assert_allclose(scores, reference, rtol=0, atol=1e-5)
+
+
+def test_gpu_check_flop_formula_matches_the_counter(monkeypatch):
+    """benchmarks/gpu_check.py's utilisation divides FLOPs by time: its formula for the Qwen2.5-VL
+    parts (from the config and token counts) equals what FlopCounterMode counts on the model's full
+    forward, for both towers, Deep-VRM and the plain base, at a batch of several images."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    import gpu_check
+    from _common import base_model_sharing_weights
+
+    from deepvrm import DeepVRMForImageClassification
+    from deepvrm.configuration import preset_config
+
+    prefix, suffix = list(range(100, 110)), list(range(110, 113))
+    config = preset_config("tiny", prompt_prefix_ids=prefix, prompt_suffix_ids=suffix, answer_token_ids=[1, 2])
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    model = DeepVRMForImageClassification(config).eval()
+    model.classification_savings = False  # the formula is the full forward of every prompt position
+    side, batch = 8, 3  # 112x112: 8x8 patches of 14, 16 image tokens
+    pixels = torch.randn(batch * side * side, 3 * 2 * 14 * 14)
+    grid = torch.tensor([[1, side, side]] * batch)
+    input_ids, mask = model.build_prompt_inputs(grid)
+    base = base_model_sharing_weights(model)
+    with torch.inference_mode():
+        counted = {
+            "tower": gpu_check.count_flops(lambda: model.model.visual_low_level(pixels, grid_thw=grid)),
+            "deepvrm": gpu_check.count_flops(lambda: model(pixel_values=pixels, image_grid_thw=grid)),
+            "base": gpu_check.count_flops(lambda: base(
+                input_ids=input_ids, attention_mask=mask, pixel_values=pixels, image_grid_thw=grid, logits_to_keep=1,
+                mm_token_type_ids=(input_ids == config.image_token_id).int())),
+        }
+    analytic = gpu_check.analytic_flops(config, side, batch, len(prefix) + side * side // 4 + len(suffix))
+    assert counted == {k: analytic[k] for k in counted}
+    assert counted["tower"] > 0 and analytic["deepvrm"] == 2 * analytic["tower"] + analytic["decoder"]
