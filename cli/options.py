@@ -2,7 +2,7 @@
 
     add_model_arguments(parser)     --model, --device, --dtype, --batch-size   (all four)
     add_threshold_argument(parser)  --threshold                                (detect, evaluate, attribute)
-    add_scoring_arguments(parser)   --threshold, --max-pixels, --workers, --no-progress  (detect, evaluate)
+    add_scoring_arguments(parser)   --threshold, --max-pixels, --workers, --no-progress, --compile[-mode]  (detect, evaluate)
     check_model_arguments(args)     the usage error in those options, if any
     load_detector(args)             the `Detector` they describe (detect, evaluate)
 """
@@ -13,7 +13,7 @@ import argparse
 import contextlib
 import io
 
-from deepvrm.inference.devices import DTYPE_CHOICES
+from deepvrm.inference.devices import COMPILE_MODES, DTYPE_CHOICES
 from deepvrm.inference.images import DEFAULT_MAX_PIXELS
 
 
@@ -45,6 +45,12 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="threads opening and preprocessing images ahead of the model (default: one per core, up to 4; 0: none)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the vision towers' blocks and the decoder's norms and MLPs (inductor; off by "
+                             "default). Scores are unchanged within round-off; the first batches wait for the compilation. "
+                             "It does not pay on a CPU (benchmarks/bench_compile.py).")  # fmt: skip
+    parser.add_argument("--compile-mode", default=None, choices=COMPILE_MODES,
+                        help="the torch.compile mode of --compile (default: default); implies --compile")
 
 
 def check_model_arguments(args) -> str | None:
@@ -81,9 +87,16 @@ def load_detector(args, processes=None):
             return Detector.from_pretrained(
                 args.model, device=device, dtype=args.dtype, batch_size=args.batch_size,
                 threshold=args.threshold, max_pixels=args.max_pixels, workers=args.workers,
+                compile=compile_request(args),
             )  # fmt: skip
     except ValueError as error:  # a bad device or dtype, or a ModelLoadError
         raise UsageError(str(error)) from None
+
+
+def compile_request(args):
+    """`Detector`'s `compile=` for --compile / --compile-mode: False, True or the mode's name."""
+    mode = getattr(args, "compile_mode", None)
+    return mode if mode is not None else bool(getattr(args, "compile", False))
 
 
 def _quiet_transformers() -> None:
@@ -101,5 +114,6 @@ __all__ = [
     "add_scoring_arguments",
     "add_threshold_argument",
     "check_model_arguments",
+    "compile_request",
     "load_detector",
 ]

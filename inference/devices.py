@@ -3,6 +3,7 @@ resolution to torch objects.
 
     DTYPE_NAMES                ("float32", "bfloat16", "float16")
     DTYPE_CHOICES              ("auto", *DTYPE_NAMES)  (command-line choices)
+    COMPILE_MODES              torch.compile's modes (`--compile MODE`, `Detector(compile=MODE)`)
     resolve_device("auto")     -> torch.device (CUDA, then MPS, then CPU)
     resolve_dtype("auto", dev) -> torch.dtype  (bfloat16/float16 on GPUs, float32 on CPU)
     torch_dtype(name)          -> torch.dtype, or "auto" (the checkpoint's own, for from_pretrained)
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 # argument errors answer at once); torch is imported by the functions that resolve them.
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 DTYPE_CHOICES = ("auto", *DTYPE_NAMES)
+# torch.compile's modes, the values of `--compile MODE` and of `Detector(compile=...)` besides on/off.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def resolve_device(device: str | None = "auto") -> torch.device:
@@ -71,4 +74,4 @@ def torch_dtype(dtype: str | torch.dtype | None):
     return getattr(torch, dtype)
 
 
-__all__ = ["DTYPE_NAMES", "DTYPE_CHOICES", "resolve_device", "resolve_dtype", "torch_dtype"]
+__all__ = ["COMPILE_MODES", "DTYPE_NAMES", "DTYPE_CHOICES", "resolve_device", "resolve_dtype", "torch_dtype"]

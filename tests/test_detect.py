@@ -645,3 +645,30 @@ def test_control_characters_in_names_are_escaped_in_the_table(tmp_path, tiny_mod
     # -q: the failure goes to stderr, escaped too.
     _, _, err = run([tmp_path / "bad\x1b]0;title\x07.jpg", "--model", tiny_model_dir, "-q"], capsys)
     assert "\x1b" not in err and "bad\\x1b]0;title\\x07.jpg" in err
+
+
+@pytest.mark.parametrize("flags, mode", [(["--compile"], "default"), (["--compile-mode", "max-autotune-no-cudagraphs"], "max-autotune-no-cudagraphs")])
+def test_compile_flags_compile_the_model_and_keep_the_scores(tmp_path, tiny_model_dir, capsys, monkeypatch, flags, mode):
+    """--compile / --compile-mode reach the Detector, which compiles the model (here with dynamo's
+    graphs run as they are, so the test does not wait for inductor) and scores as without."""
+    import deepvrm.inference.detector as detector_module
+
+    compiled = []
+    original = detector_module.compile_model
+
+    def compile_cheaply(model, compile=True, **kwargs):
+        compiled.append(compile)
+        return original(model, compile, **{**kwargs, "backend": "eager"})
+
+    monkeypatch.setattr(detector_module, "compile_model", compile_cheaply)
+    for i in range(3):
+        noise(40, 30, seed=i).save(tmp_path / f"{i}.png")
+    plain, eager = tmp_path / "plain.jsonl", tmp_path / "compiled.jsonl"
+    assert run([tmp_path, "--model", tiny_model_dir, "-o", plain], capsys)[0] == 0
+    assert compiled == []
+    assert run([tmp_path, "--model", tiny_model_dir, "-o", eager, *flags], capsys)[0] == 0
+    assert compiled == [mode]
+    scores = [{r["path"]: r["score"] for r in map(json.loads, f.read_text().splitlines())} for f in (plain, eager)]
+    assert scores[0].keys() == scores[1].keys() and len(scores[0]) == 3
+    for path, score in scores[0].items():
+        assert scores[1][path] == pytest.approx(score, abs=1e-5)

@@ -44,6 +44,7 @@ def test_help_of_every_command_imports_no_torch(tmp_path, command):
 @pytest.mark.parametrize("args, message", [
     (["detect", "--dtype", "float8"], "invalid choice: 'float8'"),
     (["evaluate", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+    (["detect", "photos", "--compile-mode", "fast"], "invalid choice: 'fast'"),
     (["init", "--preset", "nope", "--output", "x"], "invalid choice: 'nope'"),
     (["convert", "src", "dst", "--fusion", "sum"], "invalid choice: 'sum'"),
     (["train", "--stage", "3"], "invalid choice: 3"),
