@@ -167,6 +167,8 @@ def compiled_pass(args, model, report, batch_sizes, steps, eager_scores, utilisa
     """The parts again with the model compiled as `Detector(compile=True)` compiles it. Largest batch
     first: it is compiled for that shape (static kernels, as a long run at a fixed batch size gets
     them), the next size recompiles once with symbolic sizes (the Detector's `dynamic=None`)."""
+    import torch._dynamo
+
     from deepvrm.inference.detector import compile_model
 
     dynamic = {"auto": None, "static": False, "dynamic": True}[args.compile_dynamic]
@@ -179,6 +181,8 @@ def compiled_pass(args, model, report, batch_sizes, steps, eager_scores, utilisa
             report["compiled"]["runs"][str(batch_size)] = "skipped: time budget"
             continue
         parts, p_fake = steps(batch_size, with_base=False)
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats()
         row, first = {}, {}
         for name, fn in parts.items():
             row[name], first[name] = timed(fn, args.repeats)
@@ -353,6 +357,8 @@ def main() -> int:
             report["runs"][str(batch_size)] = "skipped: time budget"
             continue
         parts, p_fake = steps(batch_size, with_base=True)
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats()
         counted = {name: count_flops(fn) for name, fn in parts.items()}
         analytic = analytic_flops(config, grid_side, batch_size, prompt_length)
         report["flops"][str(batch_size)] = {"counted": counted, "analytic": analytic}
