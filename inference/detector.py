@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from deepvrm.inference.batches import batches, run_or_split
-from deepvrm.inference.devices import resolve_device, resolve_dtype
+from deepvrm.inference.devices import COMPILE_MODES, resolve_device, resolve_dtype
 from deepvrm.inference.errors import ModelLoadError, one_line
 from deepvrm.inference.images import DEFAULT_MAX_PIXELS, ImageError, fit_aspect_ratio, open_image
 from deepvrm.inference.sources import default_model, hub_error, resolve_model
@@ -44,7 +44,6 @@ from deepvrm.inference.sources import default_model, hub_error, resolve_model
 # `compile=` values: off, on (inductor's default mode), or one of torch.compile's modes by name.
 COMPILE_OFF = (False, None, "off", "none", "no", "false")
 COMPILE_ON = (True, "on", "yes", "true")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def compile_mode(compile) -> str | None:
