@@ -576,13 +576,34 @@ class DeepVRMModelMixin:
         return self.get_rope_index(input_ids, mm_token_type_ids=types, image_grid_thw=image_grid_thw)[0]
 
     def _weights_signature(self) -> tuple | None:
-        """Identity and in-place-write counter of every language-model tensor: any optimizer step,
-        `load_state_dict`, `.to()` or assignment changes it. None where a tensor has no counter."""
+        """What the prompt prefix's keys/values depend on besides its ids: identity and in-place-write
+        counter of every language-model tensor (an optimizer step, `load_state_dict`, `.to()` or an
+        assignment changes it) and the state of any PEFT adapter layer in it (active adapters,
+        disabled, merged, scaling: switching adapters changes no tensor). None, so that nothing is
+        kept, where that cannot be told: inference tensors (no counter), parameters held elsewhere
+        (ZeRO-3's empty placeholders) or hooks on the decoder's modules. Writes through `.data`
+        bypass the counter: `model.eval()` (or `.train()`) drops what was kept."""
+        tensors = (*self.language_model.parameters(), *self.language_model.buffers())
         try:
-            return tuple((id(t), t.data_ptr(), t._version)
-                         for t in (*self.language_model.parameters(), *self.language_model.buffers()))
+            signature = [(id(t), t.data_ptr(), t._version) for t in tensors]
         except RuntimeError:  # inference tensors (made under inference_mode) have no version counter
             return None
+        if any(t.numel() == 0 or hasattr(t, "ds_id") for t in tensors):
+            return None
+        for module in self.language_model.modules():
+            if module._forward_hooks or module._forward_pre_hooks:
+                return None
+            if hasattr(module, "active_adapters") and hasattr(module, "merged"):  # a PEFT tuner layer
+                state = (tuple(module.active_adapters), getattr(module, "disable_adapters", False), module.merged,
+                         repr(getattr(module, "scaling", None)))  # fmt: skip
+                signature.append((id(module), state))
+        return tuple(signature)
+
+    def train(self, mode: bool = True):
+        # Modes change around each evaluation of a training run: a fresh prefix then, whatever
+        # updated the weights (an optimizer writing to ZeRO partitions changes no tensor seen here).
+        self._prefix_entry = None
+        return super().train(mode)
 
     def _prefix_keys_values(self, prefix_ids: torch.Tensor, prefix_positions: torch.Tensor) -> list:
         """Per decoder layer, the keys and values `[1, kv_heads, prefix, head_dim]` of the prompt prefix,
@@ -696,7 +717,10 @@ class DeepVRMClassificationMixin:
         kept per image grid: both depend only on the grid and the config's prompt ids, and building
         them is a Python loop per row (a fixed pixel budget gives one grid). Callers only read them."""
         config = self.config
-        key = (tuple(image_grid_thw.flatten().tolist()), image_grid_thw.device, tuple(config.prompt_prefix_ids or ()),
+        # inference_mode: tensors made under it cannot be saved for backward, so a later training
+        # forward must not be handed them.
+        key = (tuple(image_grid_thw.flatten().tolist()), image_grid_thw.device, torch.is_inference_mode_enabled(),
+               tuple(config.prompt_prefix_ids or ()),
                tuple(config.prompt_suffix_ids or ()), config.image_token_id, config.vision_config.spatial_merge_size,
                getattr(config.text_config, "pad_token_id", None), str(getattr(config.text_config, "eos_token_id", None)))
         plan = self._prompt_plans.get(key)
@@ -792,7 +816,8 @@ class DeepVRMModel(DeepVRMModelMixin, DeepVRMPreTrainedModel, Qwen2_5_VLModel):
         """What both towers derive from the image grid alone (rotary positions, window order,
         attention segments), computed once per distinct grid and passed to each tower as the
         precomputed kwargs transformers' vision forward accepts."""
-        key = (tuple(image_grid_thw.flatten().tolist()), image_grid_thw.device)
+        # inference_mode is in the key: tensors made under it cannot be saved for a later backward.
+        key = (tuple(image_grid_thw.flatten().tolist()), image_grid_thw.device, torch.is_inference_mode_enabled())
         plan = self._vision_plans.get(key)
         if plan is None:
             vision = self.config.vision_config

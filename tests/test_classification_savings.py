@@ -189,3 +189,57 @@ def test_hidden_states_gradients_and_training_mode_take_the_full_forward():
     for logits in (with_states.logits, with_grad.logits.detach(), training, switched_off):
         assert (logits - expected).abs().max().item() < TOL
     assert spy.fast_calls == 0
+
+
+def _full_forward(model, images):
+    model.classification_savings = False
+    try:
+        return _classify(model, images).logits
+    finally:
+        model.classification_savings = True
+
+
+def test_the_kept_prefix_follows_peft_adapter_switches():
+    """Switching, disabling or merging a LoRA adapter changes no tensor of the decoder; the kept prefix
+    must follow it anyway."""
+    from peft import LoraConfig, get_peft_model
+
+    model = _model("tiny")
+    images = _images(2)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                  init_lora_weights=False))  # fmt: skip
+    peft_model.eval()
+    with_adapter = _classify(model, images).logits
+    assert (with_adapter - _full_forward(model, images)).abs().max().item() < TOL
+    with peft_model.disable_adapter():
+        without = _classify(model, images).logits
+        assert (without - _full_forward(model, images)).abs().max().item() < TOL
+    assert (with_adapter - without).abs().max().item() > 1e-3  # the adapter does reach the scores
+    assert (_classify(model, images).logits - with_adapter).abs().max().item() < TOL  # enabled again
+
+
+def test_a_write_through_data_is_seen_after_eval():
+    model = _model("tiny")
+    images = _images(2)
+    first = _classify(model, images).logits
+    model.model.language_model.layers[0].mlp.down_proj.weight.data.mul_(1.5)  # bypasses the write counter
+    model.eval()  # documented: drops what was kept
+    changed = _classify(model, images).logits
+    assert (changed - _full_forward(model, images)).abs().max().item() < TOL
+    assert (changed - first).abs().max().item() > 1e-3
+
+
+def test_training_after_inference_mode_scoring():
+    """Plans kept while scoring under inference_mode (as the Detector does) cannot be saved for
+    backward; a later training forward on the same grid must not be handed them."""
+    model = _model("tiny")
+    images = _images(2)
+    pixels = build_processor(model.config).image_processor(images, return_tensors="pt")
+    inputs = dict(pixel_values=pixels["pixel_values"], image_grid_thw=pixels["image_grid_thw"])
+    with torch.inference_mode():
+        scored = model(**inputs).logits
+    model.train()
+    logits = model(**inputs).logits
+    logits[:, 1].sum().backward()
+    assert model.model.visual_low_level.patch_embed.proj.weight.grad is not None
+    assert (logits.detach() - scored).abs().max().item() < TOL
