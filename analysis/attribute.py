@@ -408,3 +408,14 @@ def run(args) -> int:
         if not drawn:
             print(NO_MATPLOTLIB)
     return 0 if any("error" not in r for r in rows) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`deepvrm attribute` (its options are in deepvrm.cli.attribute)."""
+    from deepvrm.cli.attribute import main as command
+
+    return command(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

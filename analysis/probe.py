@@ -404,3 +404,14 @@ def run(args) -> int:
         if not drawn:
             print(NO_MATPLOTLIB)
     return 0 if any("layers" in d for d in report["datasets"]) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`deepvrm probe` (its options are in deepvrm.cli.probe)."""
+    from deepvrm.cli.probe import main as command
+
+    return command(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -167,13 +167,11 @@ def compiled_pass(args, model, report, batch_sizes, steps, eager_scores, utilisa
     """The parts again with the model compiled as `Detector(compile=True)` compiles it. Largest batch
     first: it is compiled for that shape (static kernels, as a long run at a fixed batch size gets
     them), the next size recompiles once with symbolic sizes (the Detector's `dynamic=None`)."""
-    import torch._dynamo
-
-    from deepvrm.inference.detector import compile_model
+    from deepvrm.inference.detector import compile_model, raise_recompile_limit
 
     dynamic = {"auto": None, "static": False, "dynamic": True}[args.compile_dynamic]
     if dynamic is False:  # one compilation per batch size: let them all in
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 8 * len(batch_sizes))
+        raise_recompile_limit(8 * len(batch_sizes))
     compile_model(model, args.compile_mode, dynamic=dynamic)
     report["compiled"] = {"mode": args.compile_mode, "dynamic": args.compile_dynamic, "runs": {}}
     for batch_size in sorted(batch_sizes, reverse=True):

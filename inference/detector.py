@@ -93,6 +93,15 @@ def compiled_regions(model) -> list[torch.nn.Module]:
 RECOMPILE_LIMIT = 64
 
 
+def raise_recompile_limit(limit: int) -> None:
+    """Let dynamo keep at least `limit` graphs per compiled function, for the whole process (never
+    lowered). The setting is `recompile_limit` from torch 2.7, `cache_size_limit` before."""
+    import torch._dynamo
+
+    name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), limit))
+
+
 def compile_model(model, compile=True, dynamic: bool | None = None, backend="inductor"):
     """Compile `model`'s repeated blocks in place (`compiled_regions`: each one's `forward` becomes
     `torch.compile(forward)`; module names, parameters and state dicts are unchanged) and return it;
@@ -111,16 +120,14 @@ def compile_model(model, compile=True, dynamic: bool | None = None, backend="ind
     splits per image), so each block is two graphs around that."""
     mode = compile_mode(compile)
     if mode is not None:
-        import torch._dynamo
-
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        raise_recompile_limit(RECOMPILE_LIMIT)
     for module in compiled_regions(model):
         module.__dict__.pop("forward", None)  # back to the class's forward
         if mode is not None:
             module.forward = torch.compile(module.forward, mode=None if mode == "default" else mode, dynamic=dynamic,
                                            backend=backend)
-    model._deepvrm_compile_mode = mode
-    return model
+    model._deepvrm_compile_mode = mode  # note: a copy.deepcopy of a compiled model would run the original's
+    return model                         # compiled forwards; undo (`compile_model(m, False)`) before copying
 
 
 def is_compiled(model) -> bool:
@@ -368,4 +375,5 @@ class Detector:
 
 
 __all__ = ["COMPILE_MODES", "Detector", "ModelLoadError", "ScoreResult", "compile_mode", "compile_model", "compiled_regions",
+           "raise_recompile_limit",
            "is_compiled", "load_classifier", "resolve_device", "resolve_dtype"]
