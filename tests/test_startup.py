@@ -57,6 +57,7 @@ def test_argument_errors_answer_without_torch(tmp_path, args, message):
     assert "torch" not in result["heavy"], f"`deepvrm {' '.join(args)}` imported {result['heavy']}"
 
 
+@pytest.mark.slow  # a fresh Python importing torch and transformers
 def test_classes_used_in_the_command_are_registered_with_the_auto_classes(tmp_path):
     # In the command the package's classes load on first use; reaching for one registers them all.
     script = tmp_path / "deepvrm"
@@ -73,6 +74,7 @@ def test_classes_used_in_the_command_are_registered_with_the_auto_classes(tmp_pa
     assert run.stdout.strip() == "DeepVRMQwen3VLForImageClassification"
 
 
+@pytest.mark.slow  # a fresh Python importing torch and transformers
 def test_import_deepvrm_outside_the_command_registers_at_once():
     code = (
         "import deepvrm\n"
