@@ -303,6 +303,21 @@ def mm_token_type_ids_from_input_ids(input_ids: torch.Tensor, config) -> torch.T
     return types + 2 * (input_ids == config.video_token_id).int()
 
 
+def kept_per_grid(store: dict, image_grid_thw: torch.Tensor, build, *key) -> dict:
+    """`store`'s entry for this image grid (and `key`), built by `build()` the first time. Plans that
+    depend only on the grid are built once per distinct grid (a fixed pixel budget gives one; at most
+    64 are kept). Whether inference_mode is on is part of the key: tensors made under it cannot be
+    saved for backward, so a later training forward must not be handed them."""
+    full_key = (tuple(image_grid_thw.flatten().tolist()), image_grid_thw.device, torch.is_inference_mode_enabled(), *key)
+    plan = store.get(full_key)
+    if plan is None:
+        plan = build()
+        if len(store) >= 64:
+            store.pop(next(iter(store)))
+        store[full_key] = plan
+    return plan
+
+
 def detection_prompt_inputs(prefix_ids, suffix_ids, image_token_id: int, pad_id: int, image_grid_thw: torch.Tensor,
                             spatial_merge_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Input ids of the detection prompt for each image of a batch, `prefix + [image] * n + suffix`
@@ -717,20 +732,16 @@ class DeepVRMClassificationMixin:
         kept per image grid: both depend only on the grid and the config's prompt ids, and building
         them is a Python loop per row (a fixed pixel budget gives one grid). Callers only read them."""
         config = self.config
-        # inference_mode: tensors made under it cannot be saved for backward, so a later training
-        # forward must not be handed them.
-        key = (tuple(image_grid_thw.flatten().tolist()), image_grid_thw.device, torch.is_inference_mode_enabled(),
-               tuple(config.prompt_prefix_ids or ()),
-               tuple(config.prompt_suffix_ids or ()), config.image_token_id, config.vision_config.spatial_merge_size,
-               getattr(config.text_config, "pad_token_id", None), str(getattr(config.text_config, "eos_token_id", None)))
-        plan = self._prompt_plans.get(key)
-        if plan is None:
+
+        def build():
             input_ids, attention_mask = self.build_prompt_inputs(image_grid_thw)
-            plan = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if len(self._prompt_plans) >= 64:
-                self._prompt_plans.pop(next(iter(self._prompt_plans)))
-            self._prompt_plans[key] = plan
-        return plan
+            return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+        return kept_per_grid(
+            self._prompt_plans, image_grid_thw, build, tuple(config.prompt_prefix_ids or ()),
+            tuple(config.prompt_suffix_ids or ()), config.image_token_id, config.vision_config.spatial_merge_size,
+            getattr(config.text_config, "pad_token_id", None), str(getattr(config.text_config, "eos_token_id", None)),
+        )
 
     # Set False to always run the full forward (e.g. to time or check the savings against it).
     classification_savings = True
@@ -816,23 +827,20 @@ class DeepVRMModel(DeepVRMModelMixin, DeepVRMPreTrainedModel, Qwen2_5_VLModel):
         """What both towers derive from the image grid alone (rotary positions, window order,
         attention segments), computed once per distinct grid and passed to each tower as the
         precomputed kwargs transformers' vision forward accepts."""
-        # inference_mode is in the key: tensors made under it cannot be saved for a later backward.
-        key = (tuple(image_grid_thw.flatten().tolist()), image_grid_thw.device, torch.is_inference_mode_enabled())
-        plan = self._vision_plans.get(key)
-        if plan is None:
+
+        def build():
             vision = self.config.vision_config
             window_index, cu_window_seqlens = get_vision_window_index(
                 image_grid_thw, vision.spatial_merge_size, vision.window_size, vision.patch_size
             )
-            plan = {
+            return {
                 "position_ids": get_vision_position_ids(image_grid_thw, vision.spatial_merge_size),
                 "cu_seqlens": get_vision_cu_seqlens(image_grid_thw),
                 "window_index": window_index,
                 "cu_window_seqlens": cu_window_seqlens,
             }
-            if len(self._vision_plans) >= 64:  # fixed-budget images have few distinct grids
-                self._vision_plans.pop(next(iter(self._vision_plans)))
-            self._vision_plans[key] = plan
+
+        plan = kept_per_grid(self._vision_plans, image_grid_thw, build)
         return dict(plan)
 
 
